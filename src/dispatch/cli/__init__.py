@@ -1,0 +1,72 @@
+"""The `dispatch` command. Exit codes: 0 success, 1 refused (with a message), 2 usage."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from dispatch.config import load
+from dispatch.context import Context
+from dispatch.errors import REFUSALS
+
+
+class _Group(TyperGroup):
+    """Turns refusals into a message on stderr and exit code 1, for every command."""
+
+    def invoke(self, ctx):  # noqa: ANN001 - typer's bundled click Context
+        try:
+            return super().invoke(ctx)
+        except REFUSALS as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(1) from exc
+
+
+app = typer.Typer(
+    cls=_Group,
+    help="Deliver 《许昌竞争情报快递》 to its readers, by email and WeChat Work.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err = Console(stderr=True, highlight=False)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Annotated[
+        str | None,
+        typer.Option("--config", "-c", help="config file (default $DISPATCH_CONFIG, else ./config.toml)"),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log at DEBUG")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else os.environ.get("DISPATCH_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = Context(load(config))
+
+
+def context(ctx: typer.Context) -> Context:
+    return ctx.find_root().obj
+
+
+def _register() -> None:
+    from dispatch.cli import db, issues, recipients
+
+    app.add_typer(issues.app, name="issues", help="Ingest, check, tag and finalize issues.")
+    app.add_typer(recipients.app, name="recipients", help="The reader lists.")
+    app.add_typer(db.app, name="db", help="Database schema.")
+
+
+_register()
+
+
+def main() -> None:
+    app(prog_name="dispatch")

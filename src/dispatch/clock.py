@@ -1,0 +1,29 @@
+"""Time: stored in UTC, shown and entered in Asia/Shanghai. The one place for both rules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+LOCAL_FORMAT = "%Y-%m-%d %H:%M"
+
+
+def utcnow() -> datetime:
+    """Naive UTC, as every DateTime column stores it (SQLite keeps no zone)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def parse_local(text: str) -> datetime:
+    """'YYYY-MM-DD HH:MM' in Asia/Shanghai → naive UTC. Raises ValueError."""
+    local = datetime.strptime(text.strip(), LOCAL_FORMAT).replace(tzinfo=LOCAL_TZ)
+    return local.astimezone(UTC).replace(tzinfo=None)
+
+
+def to_local(utc_naive: datetime) -> datetime:
+    return utc_naive.replace(tzinfo=UTC).astimezone(LOCAL_TZ)
+
+
+def show(utc_naive: datetime | None) -> str:
+    """A stored time as staff read it."""
+    return "" if utc_naive is None else to_local(utc_naive).strftime(LOCAL_FORMAT)

@@ -1,0 +1,34 @@
+"""What a command needs: the settings and a database, opened once and migrated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from dispatch.config import Config
+from dispatch.db.session import make_engine, migrate, session_factory
+
+
+@dataclass
+class Context:
+    config: Config
+
+    @cached_property
+    def engine(self) -> Engine:
+        engine = make_engine(self.config.database_url)
+        # Migrating on open keeps `pip install -U` + restart a one-step upgrade.
+        migrate(engine)
+        return engine
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return session_factory(self.engine)
+
+    @cached_property
+    def rules(self):  # -> dispatch.tagging.rules.Rules
+        from dispatch.tagging.rules import load_rules
+
+        return load_rules(self.config.path(self.config.tagging.rules))

@@ -1,0 +1,236 @@
+"""The tables. Times are naive UTC (see dispatch.clock)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from dispatch.clock import utcnow
+from dispatch.industries import TAG_CODES
+
+# Stable constraint names so Alembic migrations read the same on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+ISSUE_STATUSES = ("draft", "finalized", "sending", "sent")
+READER_STATUSES = ("active", "inactive", "unsubscribed")
+CHANNELS = ("email", "wecom")
+DELIVERY_STATES = ("queued", "sending", "sent", "retry", "failed", "cancelled")
+TAG_ORIGINS = ("auto", "editor")
+
+
+class Issue(Base):
+    __tablename__ = "issues"
+    __table_args__ = (
+        CheckConstraint(f"status IN {ISSUE_STATUSES!r}", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    number: Mapped[str | None] = mapped_column(String(50))
+    # The date printed in the masthead, when the file gives one.
+    issue_date: Mapped[date | None] = mapped_column(Date)
+    source_file: Mapped[str] = mapped_column(String(500))
+    source_format: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    publish_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finalized_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Set once the scheduler (or `dispatch send`) has planned the outbox for this issue.
+    fanned_out_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    sections: Mapped[list[Section]] = relationship(
+        back_populates="issue", order_by="Section.position", cascade="all, delete-orphan"
+    )
+
+    @property
+    def articles(self) -> list[Article]:
+        return [a for s in self.sections for a in s.articles]
+
+
+class Section(Base):
+    __tablename__ = "sections"
+    __table_args__ = (UniqueConstraint("issue_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(200))
+
+    issue: Mapped[Issue] = relationship(back_populates="sections")
+    articles: Mapped[list[Article]] = relationship(
+        back_populates="section", order_by="Article.position", cascade="all, delete-orphan"
+    )
+
+
+class Article(Base):
+    __tablename__ = "articles"
+    __table_args__ = (
+        UniqueConstraint("section_id", "position"),
+        CheckConstraint("kind IN ('article', 'note')", name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    section_id: Mapped[int] = mapped_column(ForeignKey("sections.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(10), default="article")
+    title: Mapped[str] = mapped_column(String(300))
+    # [{"kind": "paragraph"|"subheading", "text": "..."}], in order.
+    blocks: Mapped[list[dict]] = mapped_column(JSON, default=list)
+    source: Mapped[str | None] = mapped_column(String(300))
+
+    section: Mapped[Section] = relationship(back_populates="articles")
+    tags: Mapped[list[ArticleTag]] = relationship(
+        back_populates="article", cascade="all, delete-orphan", order_by="ArticleTag.industry"
+    )
+
+    def tag_codes(self, origin: str) -> list[str]:
+        """Codes in the canonical order of the 6 + 3 + 3 (then 综合)."""
+        codes = {t.industry for t in self.tags if t.origin == origin}
+        return [c for c in TAG_CODES if c in codes]
+
+    @property
+    def overridden(self) -> bool:
+        return any(t.origin == "editor" for t in self.tags)
+
+    @property
+    def industries(self) -> list[str]:
+        """The tags that count: the editor's where given, else the automatic ones."""
+        return self.tag_codes("editor" if self.overridden else "auto")
+
+
+class ArticleTag(Base):
+    """An industry tag; automatic and editor's tags live side by side, so re-tagging
+    (which only rewrites 'auto' rows) never touches an editor's override."""
+
+    __tablename__ = "article_tags"
+    __table_args__ = (CheckConstraint(f"origin IN {TAG_ORIGINS!r}", name="origin"),)
+
+    article_id: Mapped[int] = mapped_column(
+        ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True
+    )
+    industry: Mapped[str] = mapped_column(String(20), primary_key=True)
+    origin: Mapped[str] = mapped_column(String(10), primary_key=True)
+    score: Mapped[float] = mapped_column(default=0.0)
+
+    article: Mapped[Article] = relationship(back_populates="tags")
+
+
+class Reader(Base):
+    __tablename__ = "readers"
+    __table_args__ = (
+        CheckConstraint(f"status IN {READER_STATUSES!r}", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    organization: Mapped[str] = mapped_column(String(200), default="")
+    position: Mapped[str] = mapped_column(String(100), default="")  # 职务
+    group: Mapped[str] = mapped_column("group_name", String(100), default="")
+    email: Mapped[str | None] = mapped_column(String(254), unique=True)
+    wecom_userid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    follows_all: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    industry_rows: Mapped[list[ReaderIndustry]] = relationship(
+        cascade="all, delete-orphan", order_by="ReaderIndustry.industry"
+    )
+    channel_rows: Mapped[list[ReaderChannel]] = relationship(
+        cascade="all, delete-orphan", order_by="ReaderChannel.channel"
+    )
+
+    @property
+    def industries(self) -> list[str]:
+        codes = {r.industry for r in self.industry_rows}
+        return [c for c in TAG_CODES if c in codes]
+
+    @property
+    def channels(self) -> list[str]:
+        return [r.channel for r in self.channel_rows]
+
+
+class ReaderIndustry(Base):
+    __tablename__ = "reader_industries"
+
+    reader_id: Mapped[int] = mapped_column(
+        ForeignKey("readers.id", ondelete="CASCADE"), primary_key=True
+    )
+    industry: Mapped[str] = mapped_column(String(20), primary_key=True)
+
+
+class ReaderChannel(Base):
+    """A channel the reader receives the bulletin by; the address is on the reader."""
+
+    __tablename__ = "reader_channels"
+    __table_args__ = (CheckConstraint(f"channel IN {CHANNELS!r}", name="channel"),)
+
+    reader_id: Mapped[int] = mapped_column(
+        ForeignKey("readers.id", ondelete="CASCADE"), primary_key=True
+    )
+    channel: Mapped[str] = mapped_column(String(10), primary_key=True)
+
+
+class Delivery(Base):
+    """The outbox: one issue to one reader by one channel."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("issue_id", "reader_id", "channel", name="uq_deliveries_target"),
+        CheckConstraint(f"state IN {DELIVERY_STATES!r}", name="state"),
+        CheckConstraint(f"channel IN {CHANNELS!r}", name="channel"),
+        Index("ix_deliveries_claim", "state", "available_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(10))
+    token: Mapped[str] = mapped_column(String(40), unique=True)
+    state: Mapped[str] = mapped_column(String(20), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    available_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    provider_id: Mapped[str | None] = mapped_column(String(300))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class DeliveryAttempt(Base):
+    """History of a delivery: every hand-over to a channel and what came back."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    outcome: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[str | None] = mapped_column(Text)

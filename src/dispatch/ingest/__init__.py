@@ -1,0 +1,118 @@
+"""Ingest: an issue file → ``ParsedIssue`` (sections of articles), or ``IngestError``.
+
+``parse_file`` picks the parser by extension (.txt/.text, .md/.markdown, .docx) and
+otherwise by content: a zip holding word/document.xml is Word; text with ``#`` heading
+lines (or front matter) is Markdown; text with ● lines is the institute's plain text.
+The rules editors follow are in docs/ingest-rules.md.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from .decode import EMPTY, NOT_TEXT, decode_bytes
+from .document import (
+    Block,
+    IngestError,
+    ParsedArticle,
+    ParsedIssue,
+    ParsedSection,
+)
+from .docx import is_docx_bytes, parse_docx, parse_docx_bytes
+from .markdown import parse_markdown
+from .plaintext import SECTION_MARKER, parse_text
+
+__all__ = [
+    "Block",
+    "IngestError",
+    "ParsedArticle",
+    "ParsedIssue",
+    "ParsedSection",
+    "parse_docx",
+    "parse_file",
+    "parse_markdown",
+    "parse_text",
+    "sniff_text_format",
+]
+
+TEXT_EXTENSIONS = {".txt", ".text"}
+MARKDOWN_EXTENSIONS = {".md", ".markdown"}
+DOCX_EXTENSIONS = {".docx"}
+
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .doc, .wps, .xls: old Office files
+OLD_WORD = "旧版 Word（.doc）或 WPS 文件不能直接读取：请在 Word/WPS 中“另存为” .docx 后再导入"
+SUPPORTED = "支持的格式：纯文本（.txt）、Markdown（.md）、Word（.docx）"
+
+_MARKDOWN_HEADING = re.compile(r"^#{1,6}(?!#)\s*\S", re.MULTILINE)
+
+
+def sniff_text_format(text: str) -> Literal["markdown", "text"] | None:
+    """Markdown if it opens with front matter or has ``#`` heading lines; else plain
+    text if a line starts with ●; else None."""
+    body = text.lstrip("\ufeff")
+    if body.startswith("---") or _MARKDOWN_HEADING.search(body):
+        return "markdown"
+    if any(line.strip().startswith(SECTION_MARKER) for line in body.splitlines()):
+        return "text"
+    return None
+
+
+def parse_file(path: Path | str) -> ParsedIssue:
+    """Parse an issue file; raise IngestError (file, line, reason) if it can't be used."""
+    path = Path(path)
+    file = str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise IngestError(file, None, "文件不存在") from None
+    except IsADirectoryError:
+        raise IngestError(file, None, "这是一个文件夹，不是文件") from None
+    except OSError as e:
+        raise IngestError(file, None, f"无法读取文件：{e.strerror or e}") from None
+    if not data:
+        raise IngestError(file, None, EMPTY)
+
+    ext = path.suffix.lower()
+    if ext in TEXT_EXTENSIONS | MARKDOWN_EXTENSIONS:
+        try:
+            text = decode_bytes(data, file)
+        except IngestError as e:
+            if e.reason == NOT_TEXT and is_docx_bytes(data):
+                raise IngestError(
+                    file, None, f"{NOT_TEXT}：看起来是 Word 文件，请把扩展名改为 .docx"
+                ) from None
+            raise
+        if ext in TEXT_EXTENSIONS:
+            return parse_text(text, file)
+        return parse_markdown(text, file)
+    if data.startswith(_OLE_MAGIC) or ext in {".doc", ".wps"}:
+        raise IngestError(file, None, OLD_WORD)
+    if ext in DOCX_EXTENSIONS:
+        return parse_docx_bytes(data, file)
+
+    # Unknown or missing extension: look at the content.
+    what = f"扩展名 {ext}" if ext else "没有扩展名"
+    if is_docx_bytes(data):
+        return parse_docx_bytes(data, file)
+    try:
+        text = decode_bytes(data, file)
+    except IngestError as e:
+        if e.reason != NOT_TEXT:
+            raise
+        raise IngestError(
+            file,
+            None,
+            f"不支持的文件类型（{what}）：不是文本文件，也不是 Word .docx 文件。{SUPPORTED}",
+        ) from None
+    kind = sniff_text_format(text)
+    if kind == "markdown":
+        return parse_markdown(text, file)
+    if kind == "text":
+        return parse_text(text, file)
+    raise IngestError(
+        file,
+        None,
+        f"不支持的文件类型（{what}）：既没有 # 标题行，也没有 ● 栏目行，无法判断格式。{SUPPORTED}",
+    )

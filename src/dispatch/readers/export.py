@@ -1,0 +1,83 @@
+"""Readers → a list in the import format (CSV as Excel opens it, or XLSX).
+
+What is exported imports back unchanged: same columns, 状态 included, industries joined
+with 、 (or 全部), channels in words.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from pathlib import Path
+
+from dispatch.db.models import Reader
+from dispatch.errors import Refused
+from dispatch.industries import describe
+from dispatch.readers import COLUMNS, channel_words, status_word
+from dispatch.readers.apply import state_of
+
+FORMATS = (".csv", ".xlsx")
+
+
+def reader_row(reader: Reader) -> list[str]:
+    s = state_of(reader)
+    return [
+        s.name,
+        s.organization,
+        s.position,
+        s.group,
+        s.email or "",
+        s.wecom_userid or "",
+        describe(s.follows_all, s.industries),
+        channel_words(s.channels),
+        status_word(s.status),
+    ]
+
+
+def csv_bytes(readers: Iterable[Reader]) -> bytes:
+    """UTF-8 with BOM and CRLF line ends: what Excel on Chinese Windows opens right."""
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(COLUMNS.values())
+    for reader in readers:
+        writer.writerow(reader_row(reader))
+    return buf.getvalue().encode("utf-8-sig")
+
+
+def write_xlsx(readers: Iterable[Reader], path: Path) -> None:
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "读者名单"
+    ws.append(list(COLUMNS.values()))
+    for cell in ws[1]:
+        cell.font = Font(bold=True)
+    for reader in readers:
+        ws.append(reader_row(reader))
+    # Every cell is text: Excel must not turn a numeric WeChat Work id into 1.38E+10.
+    for row in ws.iter_rows(min_row=2):
+        for cell in row:
+            cell.number_format = "@"
+    widths = (10, 24, 16, 10, 28, 18, 28, 16, 6)
+    for column, width in zip("ABCDEFGHI", widths, strict=True):
+        ws.column_dimensions[column].width = width
+    ws.freeze_panes = "A2"
+    wb.save(path)
+
+
+def export(readers: Iterable[Reader], path: Path) -> None:
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise Refused(f"{path}: can export to .csv or .xlsx, not '{path.suffix or path.name}'")
+    if path.is_dir():
+        raise Refused(f"{path}: is a folder")
+    try:
+        if suffix == ".csv":
+            path.write_bytes(csv_bytes(readers))
+        else:
+            write_xlsx(readers, path)
+    except OSError as exc:
+        raise Refused(f"{path}: cannot write: {exc.strerror or exc}") from exc

@@ -1,0 +1,25 @@
+"""Automatic industry tagging by keyword rules kept as data (rules/industries.toml)."""
+
+from .rules import (
+    IndustryRule,
+    Keyword,
+    Rules,
+    RulesError,
+    Settings,
+    default_rules_path,
+    load_rules,
+)
+from .tagger import TagResult, explain, tag_article
+
+__all__ = [
+    "IndustryRule",
+    "Keyword",
+    "Rules",
+    "RulesError",
+    "Settings",
+    "TagResult",
+    "default_rules_path",
+    "explain",
+    "load_rules",
+    "tag_article",
+]

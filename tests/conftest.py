@@ -1,0 +1,124 @@
+"""Shared fixtures: real databases (SQLite files and the machine's PostgreSQL) and a
+way to run the `dispatch` command as a user would, in-process."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
+
+from dispatch.db.models import Base
+from dispatch.db.session import make_engine, migrate, session_factory
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_ISSUE = REPO / "samples" / "issue-sample.txt"
+SAMPLE_READERS = REPO / "recipients" / "sample.csv"
+PG_ADMIN_URL = os.environ.get(
+    "DISPATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"dispatch_t_{secrets.token_hex(4)}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is needed (scripts/services starts it): {exc}")
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    migrate(make_engine(url))
+    yield url
+    with admin.connect() as conn:
+        conn.execute(
+            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+            {"n": name},
+        )
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+def _truncate_pg(url: str) -> None:
+    engine = make_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """An empty, migrated database of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'dispatch.db'}"
+    url = request.getfixturevalue("pg_database")
+    _truncate_pg(url)
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'dispatch.db'}"
+
+
+@pytest.fixture
+def sessions(db_url):
+    engine = make_engine(db_url)
+    migrate(engine)
+    yield session_factory(engine)
+    engine.dispose()
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+class Dispatch:
+    """Runs `dispatch …` against one installation (config + database) in a folder."""
+
+    def __init__(self, home: Path, db_url: str):
+        self.home = home
+        self.db_url = db_url
+        self.config = home / "config.toml"
+        rules = home / "rules"
+        if not rules.exists():
+            shutil.copytree(REPO / "rules", rules)
+        self.config.write_text(f'[database]\nurl = "{db_url}"\n', encoding="utf-8")
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        from dispatch.cli import app
+
+        r = self.runner.invoke(
+            app, ["--config", str(self.config), *map(str, args)], env=env, catch_exceptions=False
+        )
+        return Result(r.exit_code, r.stdout, r.stderr)
+
+    def ok(self, *args: str) -> str:
+        r = self(*args)
+        assert r.exit_code == 0, f"dispatch {' '.join(args)} → {r.exit_code}\n{r.stdout}\n{r.stderr}"
+        return r.stdout
+
+
+@pytest.fixture
+def dispatch(tmp_path, db_url) -> Dispatch:
+    """The `dispatch` command on a fresh installation, once per database kind."""
+    return Dispatch(tmp_path, db_url)
+
+
+@pytest.fixture
+def dispatch_sqlite(tmp_path, sqlite_url) -> Dispatch:
+    """The `dispatch` command on SQLite only, for tests where the database doesn't matter."""
+    return Dispatch(tmp_path, sqlite_url)
