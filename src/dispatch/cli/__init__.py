@@ -46,8 +46,10 @@ def _root(
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log at DEBUG")] = False,
 ) -> None:
+    # Commands talk to the user on stdout/stderr; logs are for the long-running
+    # services (`run`, `worker`), which raise the level to INFO themselves.
     logging.basicConfig(
-        level=logging.DEBUG if verbose else os.environ.get("DISPATCH_LOG_LEVEL", "INFO"),
+        level=logging.DEBUG if verbose else os.environ.get("DISPATCH_LOG_LEVEL", "WARNING"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     ctx.obj = Context(load(config))
