@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,10 +91,12 @@ class Dispatch:
         self.home = home
         self.db_url = db_url
         self.config = home / "config.toml"
-        rules = home / "rules"
-        if not rules.exists():
-            shutil.copytree(REPO / "rules", rules)
-        self.config.write_text(f'[database]\nurl = "{db_url}"\n', encoding="utf-8")
+        self.config.write_text(
+            f'[database]\nurl = "{db_url}"\n'
+            f'[tagging]\nrules = "{REPO / "rules" / "industries.toml"}"\n'
+            f'[paths]\ntemplates = "{REPO / "templates"}"\n',
+            encoding="utf-8",
+        )
         self.runner = CliRunner()
 
     def __call__(self, *args: str, env: dict[str, str] | None = None) -> Result:

@@ -78,3 +78,11 @@ def test_bad_environment_value_is_named():
 def test_missing_named_config_is_refused(tmp_path):
     with pytest.raises(Refused, match="not found"):
         load(tmp_path / "nope.toml", env={})
+
+
+def test_a_word_outside_the_choices_is_refused(tmp_path):
+    f = tmp_path / "config.toml"
+    f.write_text('[smtp]\nsecurity = "ssl"\n', encoding="utf-8")
+    with pytest.raises(Refused) as e:
+        load(f, env={})
+    assert "security" in str(e.value) and "starttls" in str(e.value)

@@ -43,6 +43,8 @@ class SmtpConfig:
     concurrency: int = 4
     rate_per_minute: int = 600
     timeout_seconds: float = 30.0
+    tls_ca_file: str = ""  # a private CA to trust instead of the system's
+    tls_verify: bool = True  # false only for a mail catcher on loopback
 
 
 @dataclass
@@ -60,12 +62,21 @@ class WecomConfig:
     corp_id: str = ""
     agent_id: int = 0
     api_base_url: str = "https://qyapi.weixin.qq.com"
+    message_type: str = "news"  # news | textcard | markdown
 
 
 @dataclass
 class ScheduleConfig:
     tick_seconds: int = 30
     max_lateness_hours: float = 24.0
+
+
+@dataclass
+class DeliveryConfig:
+    batch_size: int = 50
+    lease_seconds: float = 120.0
+    idle_seconds: float = 2.0
+    retry_horizon_hours: float = 48.0
 
 
 @dataclass
@@ -104,6 +115,7 @@ class Config:
     imap: ImapConfig = field(default_factory=ImapConfig)
     wecom: WecomConfig = field(default_factory=WecomConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     tagging: TaggingConfig = field(default_factory=TaggingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     secrets: Secrets = field(default_factory=Secrets, repr=False)
@@ -172,7 +184,16 @@ def _apply(section: str, values: Mapping[str, Any], cfg: Config, where: str) -> 
         setattr(section_obj, f.name, _coerce(value, _TYPES[str(f.type)], f"{where}.{key}"))
 
 
-SECTIONS = ("database", "web", "smtp", "imap", "wecom", "schedule", "tagging", "paths")
+# Keys whose value must be one of a few words.
+CHOICES = {
+    ("smtp", "security"): ("none", "starttls", "tls"),
+    ("imap", "security"): ("none", "starttls", "tls"),
+    ("wecom", "message_type"): ("news", "textcard", "markdown"),
+}
+
+SECTIONS = (
+    "database", "web", "smtp", "imap", "wecom", "schedule", "delivery", "tagging", "paths",
+)
 
 
 def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -205,4 +226,11 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
     if env.get(ENV_PREFIX + "DATABASE_URL"):
         cfg.database.url = env[ENV_PREFIX + "DATABASE_URL"]
     cfg.secrets = Secrets.from_env(env)
+    for (section, key), allowed in CHOICES.items():
+        value = getattr(getattr(cfg, section), key)
+        if value not in allowed:
+            raise Refused(
+                f"[{section}] {key} = {value!r} ({cfg.source or 'environment'}): "
+                f"must be one of {', '.join(allowed)}"
+            )
     return cfg

@@ -120,7 +120,9 @@ def normalize_email(text: str) -> str:
     if "＠" in text:
         raise ValueError(f"邮箱“{text}”中的“＠”是全角字符，请改为半角“@”")
     try:
-        return validate_email(text, check_deliverability=False).normalized
+        # No SMTPUTF8: a non-ASCII local part can't be delivered through most relays,
+        # and the message splicer (render/message.py) refuses it.
+        return validate_email(text, check_deliverability=False, allow_smtputf8=False).normalized
     except EmailNotValidError as exc:
         raise ValueError(f"邮箱“{text}”格式不正确（{exc}）") from None
 

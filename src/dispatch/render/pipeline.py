@@ -1,0 +1,194 @@
+"""An issue rendered for many readers: expensive work once per variant, cheap per reader.
+
+A variant is what readers with the same selection of articles and the same
+interests (for the footer) share; its HTML (Jinja2 + premailer) and its MIME
+template are built once, then each reader's message is spliced from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from dispatch.render import email as email_render
+from dispatch.render import slots, wecom
+from dispatch.render.digest import (
+    Digest,
+    IssueView,
+    article_views,
+    digest,
+    interests_words,
+    tags_of,
+)
+from dispatch.render.message import MessageTemplate
+from dispatch.render.personal import greeting
+from dispatch.render.select import Selection, select
+from dispatch.track.links import Links
+
+
+@dataclass(frozen=True)
+class ReaderView:
+    """What rendering needs of a reader; built from the ORM row or by hand."""
+
+    id: int
+    name: str
+    position: str = ""
+    email: str | None = None
+    wecom_userid: str | None = None
+    follows_all: bool = False
+    industries: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, reader) -> ReaderView:  # noqa: ANN001 - dispatch.db.models.Reader
+        return cls(
+            id=reader.id,
+            name=reader.name,
+            position=reader.position or "",
+            email=reader.email,
+            wecom_userid=reader.wecom_userid,
+            follows_all=reader.follows_all,
+            industries=frozenset(reader.industries),
+        )
+
+    @property
+    def greeting(self) -> str:
+        return greeting(self.name, self.position)
+
+    @property
+    def interests(self) -> str:
+        return interests_words(self.follows_all, self.industries)
+
+
+@dataclass
+class EmailVariant:
+    digest: Digest
+    html: slots.Spliced
+    text: slots.Spliced
+    message: MessageTemplate
+
+
+@dataclass
+class IssueRenderer:
+    """Renders one issue; keeps each variant it has built."""
+
+    view: IssueView
+    env: object  # jinja2.Environment from dispatch.render.templates
+    base_url: str
+    reply_domain: str
+    from_addr: str
+    wecom_msgtype: str = "news"
+    wecom_agentid: int = 0
+    _email: dict[tuple, EmailVariant] = field(default_factory=dict)
+    _wecom: dict[tuple, wecom.WecomVariant] = field(default_factory=dict)
+    # Readers with the same interests get the same selection; there are few such sets.
+    _selections: dict[tuple[bool, frozenset[str]], Selection] = field(default_factory=dict)
+
+    @classmethod
+    def for_issue(cls, issue, env, config) -> IssueRenderer:  # noqa: ANN001
+        """issue: a loaded ORM Issue; config: dispatch.config.Config."""
+        return cls(
+            article_views(issue),
+            env,
+            base_url=config.web.base_url,
+            reply_domain=config.smtp.reply_domain,
+            from_addr=config.smtp.from_,
+            wecom_msgtype=config.wecom.message_type,
+            wecom_agentid=config.wecom.agent_id,
+        )
+
+    @property
+    def subject(self) -> str:
+        number = f"（{self.view.number}）" if self.view.number else ""
+        return f"《{self.view.title}》{number}"
+
+    def variant_links(self) -> Links:
+        return Links(self.base_url, self.reply_domain, slots.TOKEN)
+
+    def links(self, token: str) -> Links:
+        return Links(self.base_url, self.reply_domain, token)
+
+    def selection(self, reader: ReaderView) -> Selection:
+        key = (reader.follows_all, reader.industries)
+        sel = self._selections.get(key)
+        if sel is None:
+            sel = select(tags_of(self.view), reader.follows_all, reader.industries)
+            self._selections[key] = sel
+        return sel
+
+    def digest_for(self, reader: ReaderView) -> Digest:
+        return digest(self.view, self.selection(reader), reader.follows_all, reader.industries)
+
+    def _variant_key(self, reader: ReaderView) -> tuple:
+        # The selection fixes the articles and their order; the interests, the words
+        # some forms show. WeChat Work messages are keyed by both.
+        return (self.selection(reader), reader.follows_all, reader.industries)
+
+    def email_variant(self, reader: ReaderView) -> EmailVariant:
+        # Email carries the interests in a per-reader slot, so readers with the same
+        # selection share one variant whatever they follow: premailer runs once per
+        # selection (a handful per issue), not once per set of industries (hundreds).
+        sel = key = self.selection(reader)
+        variant = self._email.get(key)
+        if variant is None:
+            d = digest(self.view, sel, reader.follows_all, reader.industries)
+            html, text = email_render.render_bodies(self.env, d, self.variant_links(), self.subject)
+            message = MessageTemplate.build(
+                subject=self.subject,
+                from_addr=self.from_addr,
+                html=html,
+                text=text,
+                reply_domain=self.reply_domain,
+                base_url=self.base_url,
+            )
+            variant = EmailVariant(d, slots.splice(html), slots.splice(text), message)
+            self._email[key] = variant
+        return variant
+
+    @property
+    def variants_built(self) -> int:
+        return len(self._email)
+
+    def email_message(self, reader: ReaderView, token: str, date: datetime | None = None) -> bytes:
+        if not reader.email:
+            raise ValueError(f"reader {reader.id} has no email address")
+        return self.email_variant(reader).message.render(
+            to_name=reader.name, to_addr=reader.email, token=token,
+            greeting=reader.greeting, interests=reader.interests, date=date,
+        )
+
+    def html_for(self, reader: ReaderView, token: str) -> str:
+        import html as html_lib
+
+        return self.email_variant(reader).html.fill(
+            {
+                slots.TOKEN: token,
+                slots.GREETING: html_lib.escape(reader.greeting),
+                slots.INTERESTS: html_lib.escape(reader.interests),
+            }
+        )
+
+    def text_for(self, reader: ReaderView, token: str) -> str:
+        return self.email_variant(reader).text.fill(
+            {slots.TOKEN: token, slots.GREETING: reader.greeting, slots.INTERESTS: reader.interests}
+        )
+
+    def wecom_variant(self, reader: ReaderView) -> wecom.WecomVariant:
+        key = self._variant_key(reader)
+        variant = self._wecom.get(key)
+        if variant is None:
+            variant = wecom.render_variant(
+                self.digest_for(reader),
+                self.variant_links(),
+                msgtype=self.wecom_msgtype,
+                agentid=self.wecom_agentid,
+            )
+            self._wecom[key] = variant
+        return variant
+
+    def wecom_json(self, reader: ReaderView, token: str) -> str:
+        """The JSON body of the message/send call for this reader."""
+        if not reader.wecom_userid:
+            raise ValueError(f"reader {reader.id} has no WeChat Work account")
+        return self.wecom_variant(reader).fill_json(
+            touser=reader.wecom_userid, token=token, greeting=reader.greeting
+        )

@@ -1,0 +1,69 @@
+"""The Jinja2 environment every template (email, web pages) is rendered with.
+
+Templates live in the configured folder (config.paths.templates), so staff can change
+the look without touching code. HTML templates (*.html.j2) are autoescaped; text and
+Markdown ones (*.txt.j2, *.md.j2) are not. A misspelt variable is an error
+(StrictUndefined), never an empty string in front of a reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from dispatch.render.digest import BULLETIN, INSTITUTE
+
+# Extensions (without the leading dot) whose templates are autoescaped.
+HTML_EXTENSIONS = ("html.j2", "html", "htm")
+
+
+def _autoescape(name: str | None) -> bool:
+    return name is not None and name.lower().endswith(tuple("." + e for e in HTML_EXTENSIONS))
+
+
+def cn_date(value: date | datetime | None) -> str:
+    """2024年5月6日; '' for None."""
+    if value is None:
+        return ""
+    return f"{value.year}年{value.month}月{value.day}日"
+
+
+def join_cn(values: Iterable[str], sep: str = "、") -> str:
+    """Words joined the Chinese way: 生物医药、新能源汽车."""
+    return sep.join(str(v) for v in values)
+
+
+def by_section(articles: Iterable) -> list[tuple[str, list]]:
+    """Articles grouped by their section, in the order they come (Jinja's groupby sorts)."""
+    groups: list[tuple[str, list]] = []
+    for a in articles:
+        if groups and groups[-1][0] == a.section:
+            groups[-1][1].append(a)
+        else:
+            groups.append((a.section, [a]))
+    return groups
+
+
+def make_environment(templates_dir: str | Path) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(templates_dir)),
+        autoescape=_autoescape,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["cn_date"] = cn_date
+    env.filters["join_cn"] = join_cn
+    env.filters["by_section"] = by_section
+    env.globals["bulletin"] = BULLETIN
+    env.globals["institute"] = INSTITUTE
+    return env
+
+
+def environment(config) -> Environment:  # noqa: ANN001 - dispatch.config.Config
+    """The environment on the operator's templates folder."""
+    return make_environment(config.path(config.paths.templates))

@@ -1,0 +1,471 @@
+"""A reader's digest as a WeChat Work (企业微信) application message. Pure.
+
+The result is exactly the JSON body of ``POST /cgi-bin/message/send``, in one of three
+forms (``[wecom] message_type``):
+
+- ``news``: up to 8 linked articles, most relevant to the reader first; each opens the
+  article through the click redirect (``/c/TOKEN/N``) so the click is recorded;
+- ``markdown``: WeChat Work's markdown subset (headings, bold, links, ``<font color>``),
+  the recommended titles with short leads, ending with a link to the whole issue;
+- ``textcard``: one card (title, a short list of titles, one button to the web view).
+
+Limits (developer.work.weixin.qq.com/document/path/90236, 发送应用消息): news 1–8
+articles, title ≤ 128 bytes, description ≤ 512 bytes, url ≤ 2048 bytes; markdown
+content ≤ 2048 bytes UTF-8; textcard title ≤ 128 bytes, description ≤ 512 bytes,
+btntxt ≤ 4 characters. The server cuts silently past them, at any byte, so we cut
+first, at a character boundary (``truncate_utf8``).
+
+Work is split like the email: ``render_variant`` lays a variant out once, with the
+slot markers of ``dispatch.render.slots`` where the token and greeting go, and keeps it
+as JSON text; ``WecomVariant.fill_json`` splices one reader in (a few µs). Every byte
+limit is checked at variant time on the *filled* size (``_filled_bytes``: a token
+marker counts as a whole token, a greeting marker as the most a greeting may take), and
+``fill`` only accepts a real token and cuts the greeting to its reserve, so the limits
+hold for every reader.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from dispatch.render import slots
+from dispatch.render.digest import BULLETIN, ArticleView, Digest, IssueView
+from dispatch.track.links import Links
+from dispatch.track.tokens import TOKEN_LENGTH, is_token
+
+NEWS = "news"
+MARKDOWN = "markdown"
+TEXTCARD = "textcard"
+MSGTYPES = (NEWS, MARKDOWN, TEXTCARD)
+
+# The API's limits (message/send).
+NEWS_MAX_ARTICLES = 8
+TITLE_MAX_BYTES = 128
+DESCRIPTION_MAX_BYTES = 512
+URL_MAX_BYTES = 2048
+MARKDOWN_MAX_BYTES = 2048
+BTNTXT_MAX_CHARS = 4
+
+# Our choices within them.
+GREETING_MAX_BYTES = 60  # 20 hanzi: 尊敬的某某某副局长，您好！ is 13
+MD_TITLE_MAX_BYTES = 150  # one title line of the markdown, before its link
+MD_LEAD_MAX_BYTES = 180  # ~60 hanzi under a recommended title
+MD_LEAD_MIN_BYTES = 45  # a shorter lead is not worth its line
+CARD_TITLE_MAX_BYTES = 84  # one title in the textcard's list (28 hanzi)
+BTNTXT = "阅读全文"
+
+# A re-send of the same delivery (a crash after the call, before the outcome was
+# recorded) is byte-identical JSON: same touser, token, content. With the check on,
+# the server drops it within the interval; different readers or issues never match.
+# 14400 s (4 h) is the longest interval the API allows.
+ENABLE_DUPLICATE_CHECK = 1
+DUPLICATE_CHECK_INTERVAL = 14400
+
+ELLIPSIS = "…"
+ZWJ = "\u200d"
+
+
+# ---------------------------------------------------------------------------------------
+# Bytes
+
+
+def utf8_len(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def _extends(ch: str) -> bool:
+    """A code point that belongs with the one before it (so a cut must not precede it)."""
+    cp = ord(ch)
+    return (
+        ch == ZWJ
+        or 0xFE00 <= cp <= 0xFE0F  # variation selectors (❤️)
+        or 0x1F3FB <= cp <= 0x1F3FF  # skin tones
+        or 0xE0020 <= cp <= 0xE007F  # tag sequences (subdivision flags)
+        or 0xE0100 <= cp <= 0xE01EF
+        or unicodedata.category(ch) in ("Mn", "Me", "Mc")
+    )
+
+
+def _is_regional(ch: str) -> bool:
+    return 0x1F1E6 <= ord(ch) <= 0x1F1FF
+
+
+def _clean_cut(text: str, i: int) -> int:
+    """Move a cut at character index i back so no visible character is split."""
+    while 0 < i < len(text) and (_extends(text[i]) or text[i - 1] == ZWJ):
+        i -= 1
+    if 0 < i < len(text) and _is_regional(text[i]):
+        run = 0
+        while run < i and _is_regional(text[i - 1 - run]):
+            run += 1
+        if run % 2:  # half a flag
+            i -= 1
+    return i
+
+
+def truncate_utf8(text: str, max_bytes: int, ellipsis: str = ELLIPSIS) -> str:
+    """The longest start of `text` that fits in `max_bytes` of UTF-8, ending in `ellipsis`
+    when cut: never mid-character (nor mid emoji sequence or flag), with the ellipsis
+    inside the limit. If not even the ellipsis fits, a plain cut.
+
+    The one place for this rule: every byte-limited field goes through it (or `fit`).
+    """
+    data = text.encode("utf-8")
+    if len(data) <= max_bytes:
+        return text
+    room = max_bytes - utf8_len(ellipsis)
+    if room < 0:
+        ellipsis, room = "", max(max_bytes, 0)
+    # Only the trailing partial sequence is invalid, so "ignore" drops exactly it.
+    kept = len(data[:room].decode("utf-8", "ignore"))
+    kept = _clean_cut(text, kept)
+    head = text[:kept]
+    if ellipsis:
+        head = head.rstrip(" \t\r\n，、；：,;:")
+    return head + ellipsis
+
+
+def fit(text: str, max_bytes: int, escape: Callable[[str], str] = lambda s: s) -> str:
+    """`escape(truncate_utf8(text, n))` for the largest n whose result fits `max_bytes`.
+
+    For fields whose markup makes the escaped text longer than the text (an `&` becomes
+    `&amp;`): the cut happens in the text, never inside an escape.
+    """
+    out = escape(text)
+    over = utf8_len(out) - max_bytes
+    budget = utf8_len(text)
+    while over > 0:
+        budget -= over
+        out = escape(truncate_utf8(text, budget))
+        over = utf8_len(out) - max_bytes
+    return out
+
+
+def _filled_bytes(text: str, greeting_reserve: int = 0) -> int:
+    """UTF-8 length of `text` once a reader is filled in: the one place that knows how
+    much longer a slot gets, so no limit can be checked on the marker's length."""
+    return (
+        utf8_len(text)
+        + text.count(slots.TOKEN) * (TOKEN_LENGTH - len(slots.TOKEN))
+        + text.count(slots.GREETING) * (greeting_reserve - len(slots.GREETING))
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Markup
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+_MD_SAFE = str.maketrans(
+    {"[": "［", "]": "］", "*": "＊", "`": "｀", "<": "＜", ">": "＞", "#": "＃", "\\": "＼"}
+)
+
+
+def md_escape(text: str) -> str:
+    """Text that WeChat Work's markdown shows as written: no link, bold, code, heading
+    or tag can start inside it (it has no backslash escapes, so full-width look-alikes)."""
+    return _one_line(text).translate(_MD_SAFE)
+
+
+def card_escape(text: str) -> str:
+    """Text for a textcard description, which is read as HTML (div, br)."""
+    return html.escape(_one_line(text), quote=False)
+
+
+# ---------------------------------------------------------------------------------------
+# Content
+
+
+def masthead(issue: IssueView) -> str:
+    """《许昌竞争情报快递》2024年第3期 (or the date when the issue has no number)."""
+    name = issue.title.strip().strip("《》").strip() or BULLETIN
+    return f"《{name}》{issue.number or issue.date_text}"
+
+
+def _articles(digest: Digest) -> tuple[ArticleView, ...]:
+    """The reader's articles, most relevant first (for a 全部 reader: the issue's order)."""
+    return (*digest.recommended, *digest.others)
+
+
+def _article_count(digest: Digest) -> int:
+    return sum(1 for a in digest.issue.articles if a.kind != "note")
+
+
+def _check_content(digest: Digest) -> None:
+    where = f"issue {digest.issue.id}"
+    slots.check_free_of_slots(digest.issue.title, f"{where}: title")
+    slots.check_free_of_slots(digest.issue.number or "", f"{where}: number")
+    slots.check_free_of_slots(digest.interests, f"{where}: interests")
+    for a in (*_articles(digest), *digest.notes):
+        slots.check_free_of_slots(a.title, f"{where}, article {a.id}: title")
+        slots.check_free_of_slots(a.lead, f"{where}, article {a.id}: lead")
+
+
+def _meta(digest: Digest) -> str:
+    bits = [digest.issue.date_text] if digest.issue.date_text and digest.issue.number else []
+    if not digest.whole_issue and digest.interests:
+        bits.append(f"您关注：{digest.interests}")
+    return " · ".join(bits)
+
+
+# ---------------------------------------------------------------------------------------
+# news
+
+
+def _news(digest: Digest, links: Links) -> dict:
+    entries = [*_articles(digest), *digest.notes]
+    items = []
+    shown = entries if len(entries) <= NEWS_MAX_ARTICLES else entries[: NEWS_MAX_ARTICLES - 1]
+    for a in shown:
+        item = {"title": truncate_utf8(_one_line(a.title), TITLE_MAX_BYTES), "url": links.click(a.n)}
+        if a.lead:
+            item["description"] = truncate_utf8(_one_line(a.lead), DESCRIPTION_MAX_BYTES)
+        items.append(item)
+    if len(shown) < len(entries) or not items:
+        # The last place leads to the whole issue, so nothing in it is out of reach.
+        description = "，".join(x for x in (masthead(digest.issue), _meta(digest)) if x)
+        items.append(
+            {
+                "title": truncate_utf8(f"阅读本期全部 {_article_count(digest)} 篇 ›", TITLE_MAX_BYTES),
+                "description": truncate_utf8(description, DESCRIPTION_MAX_BYTES),
+                "url": links.web_view(),
+            }
+        )
+    for item in items:
+        _check(item["title"], TITLE_MAX_BYTES, "news title")
+        _check(item.get("description", ""), DESCRIPTION_MAX_BYTES, "news description")
+        _check(item["url"], URL_MAX_BYTES, "news url")
+    return {"articles": items}
+
+
+# ---------------------------------------------------------------------------------------
+# markdown
+
+_MD_GREETING = "{}\n"
+_MD_LEAD = '<font color="comment">{}</font>\n'
+_MD_MORE = '<font color="comment">另有 {} 篇未列出，请阅读全文</font>\n'
+
+
+def _md_groups(digest: Digest) -> list[tuple[str, Sequence[ArticleView]]]:
+    if digest.whole_issue:
+        groups = [("本期要目", digest.recommended)]
+    elif digest.recommended:
+        groups = [("为您推荐", digest.recommended), ("本期其他内容", digest.others)]
+    else:
+        groups = [("本期内容", digest.others)]
+    if digest.notes:
+        groups.append(("", digest.notes))
+    return [(label, arts) for label, arts in groups if arts]
+
+
+def _markdown(digest: Digest, links: Links) -> dict:
+    reserve = utf8_len(_MD_GREETING.format("")) + GREETING_MAX_BYTES
+    head = f"### {fit(masthead(digest.issue), TITLE_MAX_BYTES, md_escape)}\n{slots.GREETING}"
+    meta = _meta(digest)
+    if meta:
+        head += _MD_LEAD.format(md_escape(meta))
+    foot = f"\n[阅读本期全文 ›]({links.web_view()})"
+    used = _filled_bytes(head + foot, reserve)
+    more_reserve = _filled_bytes(_MD_MORE.format(9999))
+
+    # Pass 1: as many titles as fit, most relevant first; a title line is whole or absent.
+    groups = _md_groups(digest)
+    total = sum(len(arts) for _, arts in groups)
+    listed: list[tuple[str, list[tuple[ArticleView, str]]]] = []
+    count = 0
+    full = False
+    for label, arts in groups:
+        lines: list[tuple[ArticleView, str]] = []
+        label_line = f"\n**{label}**\n" if label else "\n"
+        for a in arts:
+            n = f"{count + 1}. " if a.kind != "note" else ""
+            title = fit(a.title, MD_TITLE_MAX_BYTES, md_escape)
+            line = f"{n}[{title}]({links.click(a.n)})\n"
+            cost = _filled_bytes(line) + (0 if lines else _filled_bytes(label_line))
+            last = count + 1 == total
+            if used + cost + (0 if last else more_reserve) > MARKDOWN_MAX_BYTES:
+                full = True
+                break
+            lines.append((a, line))
+            used += cost
+            count += 1
+        if lines:
+            listed.append((label_line, lines))
+        if full:
+            break
+    more = _MD_MORE.format(total - count) if count < total else ""
+    used += _filled_bytes(more)
+
+    # Pass 2: leads under the recommended titles, in order, while room is left.
+    leads: dict[int, str] = {}
+    lead_ids = {a.id for a in digest.recommended}  # for a 全部 reader: the whole issue
+    wrapper = utf8_len(_MD_LEAD.format(""))
+    for _, lines in listed:
+        for a, _line in lines:
+            if a.id not in lead_ids or not a.lead:
+                continue
+            room = min(MD_LEAD_MAX_BYTES, MARKDOWN_MAX_BYTES - used - wrapper)
+            if room < MD_LEAD_MIN_BYTES:
+                break
+            text = fit(a.lead, room, md_escape)
+            leads[a.id] = _MD_LEAD.format(text)
+            used += _filled_bytes(leads[a.id])
+
+    body = [head]
+    for label_line, lines in listed:
+        body.append(label_line)
+        for a, line in lines:
+            body.append(line)
+            body.append(leads.get(a.id, ""))
+    body.append(more)
+    body.append(foot)
+    content = "".join(body)
+    _check(content, MARKDOWN_MAX_BYTES, "markdown content", reserve)
+    return {"content": content}
+
+
+# ---------------------------------------------------------------------------------------
+# textcard
+
+_CARD_GREETING = '<div class="normal">{}</div>'
+_CARD_MORE = '<div class="gray">另有 {} 篇，请阅读全文</div>'
+
+
+def _textcard(digest: Digest, links: Links) -> dict:
+    reserve = utf8_len(_CARD_GREETING.format("")) + GREETING_MAX_BYTES
+    arts = _articles(digest)
+    if digest.whole_issue:
+        label = f"本期共 {len(arts)} 篇"
+    elif digest.recommended:
+        label = f"为您推荐 {len(digest.recommended)} 篇"
+    else:
+        label = f"本期共 {len(arts)} 篇"
+    # A teaser: the date (when the title has the number), the greeting, a few titles.
+    head = ""
+    if digest.issue.number and digest.issue.date_text:
+        head += f'<div class="gray">{card_escape(digest.issue.date_text)}</div>'
+    head += slots.GREETING + f'<div class="highlight">{card_escape(label)}</div>'
+    used = _filled_bytes(head, reserve)
+    more_reserve = utf8_len(_CARD_MORE.format(9999))
+    # The recommended first; the rest only for a reader with none (or the whole issue).
+    listed = digest.recommended if digest.recommended else digest.others
+    lines = []
+    for i, a in enumerate(listed):
+        line = f'<div class="normal">{i + 1}. {fit(a.title, CARD_TITLE_MAX_BYTES, card_escape)}</div>'
+        last = i + 1 == len(arts)  # nothing left for a "more" line to mention
+        if used + utf8_len(line) + (0 if last else more_reserve) > DESCRIPTION_MAX_BYTES:
+            break
+        lines.append(line)
+        used += utf8_len(line)
+    if len(lines) < len(arts):
+        lines.append(_CARD_MORE.format(len(arts) - len(lines)))
+    description = head + "".join(lines)
+    card = {
+        "title": truncate_utf8(masthead(digest.issue), TITLE_MAX_BYTES),
+        "description": description,
+        "url": links.web_view(),
+        "btntxt": BTNTXT,
+    }
+    _check(card["title"], TITLE_MAX_BYTES, "textcard title")
+    _check(description, DESCRIPTION_MAX_BYTES, "textcard description", reserve)
+    _check(card["url"], URL_MAX_BYTES, "textcard url")
+    assert len(BTNTXT) <= BTNTXT_MAX_CHARS
+    return card
+
+
+# ---------------------------------------------------------------------------------------
+# Variant and reader
+
+
+def _check(text: str, limit: int, what: str, greeting_reserve: int = 0) -> None:
+    size = _filled_bytes(text, greeting_reserve)
+    if size > limit:  # a bug in the layout above, never the content's fault
+        raise AssertionError(f"wecom {what}: {size} bytes > {limit} once filled")
+
+
+_GREETING_FORM: dict[str, tuple[str, Callable[[str], str]]] = {
+    MARKDOWN: (_MD_GREETING, md_escape),
+    TEXTCARD: (_CARD_GREETING, card_escape),
+}
+_LAYOUT = {NEWS: _news, MARKDOWN: _markdown, TEXTCARD: _textcard}
+
+
+def check_touser(touser: str) -> None:
+    """One member's userid: never a list (`a|b`) or @all, which would hand one reader's
+    token to others."""
+    if not touser or touser != touser.strip() or "|" in touser or touser.lower() == "@all":
+        raise ValueError(f"not a single WeChat Work userid: {touser!r}")
+    if utf8_len(touser) > 64:
+        raise ValueError(f"WeChat Work userid longer than 64 bytes: {touser!r}")
+
+
+@dataclass(frozen=True)
+class WecomVariant:
+    """One variant's message body as JSON text, with the reader's slots still open."""
+
+    msgtype: str
+    spliced: slots.Spliced  # the body without "touser", canonical JSON, cut at its slots
+
+    def fill_json(self, *, touser: str, token: str, greeting: str = "") -> str:
+        """The reader's body as sent: canonical JSON (``json.dumps(…, ensure_ascii=False)``)."""
+        check_touser(touser)
+        if not is_token(token):
+            raise ValueError("not a delivery token")
+        values = {slots.TOKEN: token}
+        if self.msgtype in _GREETING_FORM:
+            form, escape = _GREETING_FORM[self.msgtype]
+            text = fit(greeting, GREETING_MAX_BYTES, escape)
+            value = form.format(text) if text else ""
+            # Inside a JSON string: escape as json.dumps would.
+            values[slots.GREETING] = json.dumps(value, ensure_ascii=False)[1:-1]
+        rest = self.spliced.fill(values)
+        return '{"touser": ' + json.dumps(touser, ensure_ascii=False) + ", " + rest[1:]
+
+    def fill(self, *, touser: str, token: str, greeting: str = "") -> dict:
+        return json.loads(self.fill_json(touser=touser, token=token, greeting=greeting))
+
+
+def render_variant(digest: Digest, links: Links, *, msgtype: str, agentid: int) -> WecomVariant:
+    """Lay the digest out once for every reader of the variant.
+
+    `links` must carry the slot marker as its token (`Links(base, domain, slots.TOKEN)`).
+    """
+    if msgtype not in _LAYOUT:
+        raise ValueError(f"unknown WeChat Work message type {msgtype!r}; one of {', '.join(MSGTYPES)}")
+    if isinstance(agentid, bool) or not isinstance(agentid, int):
+        raise ValueError(f"agentid must be an integer, not {agentid!r}")
+    if links.token != slots.TOKEN:
+        raise ValueError("render_variant needs the variant's links (token = slots.TOKEN)")
+    _check_content(digest)
+    body = {
+        "msgtype": msgtype,
+        "agentid": agentid,
+        msgtype: _LAYOUT[msgtype](digest, links),
+        "safe": 0,
+        "enable_duplicate_check": ENABLE_DUPLICATE_CHECK,
+        "duplicate_check_interval": DUPLICATE_CHECK_INTERVAL,
+    }
+    return WecomVariant(msgtype, slots.splice(json.dumps(body, ensure_ascii=False)))
+
+
+def wecom_body(
+    digest: Digest, links: Links, *, msgtype: str, touser: str, agentid: int, greeting: str = ""
+) -> dict:
+    """The JSON body of message/send for one reader (`links` carries the reader's token).
+
+    The same path as delivery (variant, then fill); for preview and tests.
+    """
+    variant = render_variant(digest, replace(links, token=slots.TOKEN), msgtype=msgtype, agentid=agentid)
+    return variant.fill(touser=touser, token=links.token, greeting=greeting)
+
+
+def to_json(body: dict) -> str:
+    """The canonical text of a body (what `dispatch preview --format wecom` prints)."""
+    return json.dumps(body, ensure_ascii=False)

@@ -1,0 +1,1 @@
+"""Track: tokens and the links, pixels and addresses that carry them."""

@@ -1,0 +1,54 @@
+"""Every URL and address a delivery's token appears in: the one place for their form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Links:
+    """Links of one delivery (token), or of a variant when token is the slot marker."""
+
+    base_url: str
+    reply_domain: str
+    token: str
+
+    def _url(self, path: str) -> str:
+        return self.base_url.rstrip("/") + path
+
+    def click(self, n: int) -> str:
+        """The n-th link of the issue (see issue_links); redirects after recording."""
+        return self._url(f"/c/{self.token}/{n}")
+
+    def web_view(self) -> str:
+        return self._url(f"/w/{self.token}")
+
+    def article(self, article_id: int) -> str:
+        return self._url(f"/w/{self.token}/a/{article_id}")
+
+    def pixel(self) -> str:
+        return self._url(f"/o/{self.token}.gif")
+
+    def preferences(self) -> str:
+        return self._url(f"/p/{self.token}")
+
+    def unsubscribe(self) -> str:
+        return self._url(f"/u/{self.token}")
+
+    @property
+    def reply_to(self) -> str:
+        return f"feedback+{self.token}@{self.reply_domain}"
+
+    @property
+    def envelope_sender(self) -> str:
+        return f"bounces+{self.token}@{self.reply_domain}"
+
+    @property
+    def unsubscribe_mailto(self) -> str:
+        return f"mailto:unsubscribe+{self.token}@{self.reply_domain}"
+
+    @property
+    def message_id(self) -> str:
+        # Derived from the delivery, so a re-send carries the same id; 32 + domain
+        # keeps it under ~65 characters, where headers would start to fold.
+        return f"<{self.token}@{self.reply_domain}>"

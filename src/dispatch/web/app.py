@@ -1,0 +1,215 @@
+"""The reader-facing web app: the pages behind the links in a digest.
+
+    GET /w/{token}                 the whole issue, every article in full
+    GET /w/{token}/a/{article_id}  one article in full (404 if not in that issue)
+    GET /c/{token}/{n}             302 to the article page of the issue's link n
+    GET /healthz                   "ok" when the database answers
+
+Endpoints are plain functions: Starlette runs them in its thread pool, where they use
+the synchronous sessions of dispatch.db. A token is looked up in the deliveries table;
+every target comes from the stored issue (digest.link_targets), never from the request.
+Pages are server-rendered from templates/ and carry no JavaScript.
+
+Recording what readers do (web reads, clicks) belongs to the track stage: it passes
+`on_event`, called with a PageEvent before each page or redirect is returned. Without
+it nothing is recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from jinja2 import Environment
+from sqlalchemy import select as sql_select
+from sqlalchemy import text
+from sqlalchemy.orm import selectinload
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from dispatch.db.models import Delivery, Reader
+from dispatch.editorial import get_issue
+from dispatch.render import templates
+from dispatch.render.digest import Digest, article_views, digest, link_targets, tags_of
+from dispatch.render.select import select
+from dispatch.track.links import Links
+from dispatch.track.tokens import is_token
+from dispatch.web import pages
+
+log = logging.getLogger(__name__)
+
+# Pages hold a reader's token in their URL: keep them out of caches, referrers, indexes
+# and frames, and let nothing but inline styles and our own images run.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "X-Robots-Tag": "noindex, nofollow",
+    "Cache-Control": "private, no-store",
+}
+
+
+@dataclass(frozen=True)
+class PageEvent:
+    """Something a reader did through the web app, for the track stage to record."""
+
+    kind: str  # "web_view" (/w/T) | "article_view" (/w/T/a/ID) | "click" (/c/T/N)
+    delivery_id: int
+    article_id: int | None
+    n: int | None  # the link number, for clicks
+    user_agent: str
+    client_ip: str | None
+
+
+EventHook = Callable[[PageEvent], None]
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A delivery found by its token, with the digest its reader got."""
+
+    delivery_id: int
+    digest: Digest
+    links: Links
+
+
+def _html(body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
+
+
+class ReaderPages:
+    def __init__(self, context, env: Environment, on_event: EventHook | None):  # noqa: ANN001
+        self.context = context
+        self.env = env
+        self.on_event = on_event
+        self.base_url = context.config.web.base_url
+        self.reply_domain = context.config.smtp.reply_domain
+
+    # -- looking a delivery up -------------------------------------------------------
+
+    def open(self, token: str) -> Opened | None:
+        """The delivery behind a token and its reader's digest; None if there is none."""
+        token = token.lower()
+        if not is_token(token):
+            return None
+        with self.context.sessions() as session:
+            delivery = session.scalar(sql_select(Delivery).where(Delivery.token == token))
+            if delivery is None:
+                return None
+            reader = session.scalar(
+                sql_select(Reader)
+                .where(Reader.id == delivery.reader_id)
+                .options(selectinload(Reader.industry_rows))
+            )
+            if reader is None:
+                return None
+            view = article_views(get_issue(session, delivery.issue_id))
+            follows = frozenset(reader.industries)
+            chosen = select(tags_of(view), reader.follows_all, follows)
+            return Opened(
+                delivery.id,
+                digest(view, chosen, reader.follows_all, follows),
+                Links(self.base_url, self.reply_domain, token),
+            )
+
+    def _open_or_404(self, request: Request) -> Opened:
+        opened = self.open(request.path_params["token"])
+        if opened is None:
+            raise HTTPException(404)
+        return opened
+
+    # -- the hook for the track stage ------------------------------------------------
+
+    def _record(
+        self, request: Request, kind: str, opened: Opened,
+        article_id: int | None = None, n: int | None = None,
+    ) -> None:
+        if self.on_event is None:
+            return
+        event = PageEvent(
+            kind=kind,
+            delivery_id=opened.delivery_id,
+            article_id=article_id,
+            n=n,
+            user_agent=request.headers.get("user-agent", ""),
+            client_ip=request.client.host if request.client else None,
+        )
+        try:
+            self.on_event(event)
+        except Exception:  # noqa: BLE001 - a failed record must not cost the reader the page
+            log.exception("recording %s of delivery %s failed", kind, opened.delivery_id)
+
+    # -- endpoints (plain def: run in the thread pool) -------------------------------
+
+    def issue(self, request: Request) -> Response:
+        opened = self._open_or_404(request)
+        body = pages.issue_page(self.env, opened.digest, opened.links)
+        self._record(request, "web_view", opened)
+        return _html(body)
+
+    def article(self, request: Request) -> Response:
+        opened = self._open_or_404(request)
+        article_id = request.path_params["article_id"]
+        body = pages.article_page(self.env, opened.digest, opened.links, article_id)
+        if body is None:
+            raise HTTPException(404)
+        self._record(request, "article_view", opened, article_id=article_id)
+        return _html(body)
+
+    def click(self, request: Request) -> Response:
+        opened = self._open_or_404(request)
+        n = request.path_params["n"]
+        article_id = link_targets(opened.digest.issue).get(n)
+        if article_id is None:
+            raise HTTPException(404)
+        self._record(request, "click", opened, article_id=article_id, n=n)
+        return RedirectResponse(
+            opened.links.article(article_id), status_code=302, headers=SECURITY_HEADERS
+        )
+
+    def healthz(self, request: Request) -> Response:
+        try:
+            with self.context.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001
+            log.warning("health check: database unavailable: %s", exc)
+            return PlainTextResponse("database unavailable\n", status_code=503)
+        return PlainTextResponse("ok\n", headers={"Cache-Control": "no-store"})
+
+    # -- errors ------------------------------------------------------------------------
+
+    def http_error(self, request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        headers = dict(SECURITY_HEADERS)
+        if isinstance(exc, HTTPException) and exc.headers:
+            headers.update(exc.headers)  # e.g. Allow on 405
+        return HTMLResponse(pages.error_page(self.env, status), status_code=status, headers=headers)
+
+    def server_error(self, request: Request, exc: Exception) -> Response:
+        return _html(pages.error_page(self.env, 500), 500)
+
+
+def create_app(context, *, on_event: EventHook | None = None) -> Starlette:  # noqa: ANN001
+    """The reader web app on a dispatch.context.Context."""
+    reader_pages = ReaderPages(context, templates.environment(context.config), on_event)
+    routes = [
+        Route("/w/{token}", reader_pages.issue, methods=["GET"]),
+        Route("/w/{token}/a/{article_id:int}", reader_pages.article, methods=["GET"]),
+        Route("/c/{token}/{n:int}", reader_pages.click, methods=["GET"]),
+        Route("/healthz", reader_pages.healthz, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={
+            HTTPException: reader_pages.http_error,
+            Exception: reader_pages.server_error,
+        },
+    )

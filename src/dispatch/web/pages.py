@@ -1,0 +1,96 @@
+"""The reader's web pages as HTML strings: pure functions of the views, no HTTP, no DB.
+
+The web app (web.app) looks the delivery up and calls these; tests and previews can
+call them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jinja2 import Environment
+
+from dispatch.render.digest import BULLETIN, ArticleView, Digest
+from dispatch.render.select import GENERAL_SCORE
+from dispatch.track.links import Links
+
+ISSUE_TEMPLATE = "web_issue.html.j2"
+ARTICLE_TEMPLATE = "web_article.html.j2"
+ERROR_TEMPLATE = "web_error.html.j2"
+
+
+@dataclass(frozen=True)
+class ErrorText:
+    title: str
+    message: str
+
+
+ERRORS: dict[int, ErrorText] = {
+    404: ErrorText(
+        "页面不存在",
+        "您打开的链接无效。请从邮件或企业微信消息中的链接重新打开；如仍有问题，请直接回复邮件告诉我们。",
+    ),
+    405: ErrorText("不支持的访问方式", "此页面只能直接打开浏览。"),
+    500: ErrorText("服务暂时出现问题", "页面暂时无法显示，请稍后再试。给您带来不便，敬请谅解。"),
+}
+
+
+def _issue_title(digest: Digest) -> str:
+    number = digest.issue.number
+    if number:
+        return f"《{BULLETIN}》{'第' + number + '期' if number.isdigit() else number}"
+    return f"《{BULLETIN}》"
+
+
+def _recommended_ids(digest: Digest) -> frozenset[int]:
+    """What the page marks 推荐: articles about the reader's own industries.
+
+    Not the 综合 ones (recommended to everyone, so the mark would say nothing), and
+    nothing for a 全部 reader, for whom all articles are equal.
+    """
+    if digest.whole_issue:
+        return frozenset()
+    return frozenset(a.id for a in digest.recommended if a.score > GENERAL_SCORE)
+
+
+def issue_page(env: Environment, digest: Digest, links: Links) -> str:
+    """The whole issue, every article in full, in the issue's own order."""
+    return env.get_template(ISSUE_TEMPLATE).render(
+        issue=digest.issue,
+        digest=digest,
+        links=links,
+        page_title=_issue_title(digest),
+        recommended_ids=_recommended_ids(digest),
+    )
+
+
+def find_article(digest: Digest, article_id: int) -> ArticleView | None:
+    return next((a for a in digest.issue.articles if a.id == article_id), None)
+
+
+def article_page(env: Environment, digest: Digest, links: Links, article_id: int) -> str | None:
+    """One article of the issue in full; None if the issue has no such article."""
+    articles = digest.issue.articles
+    index = next((i for i, a in enumerate(articles) if a.id == article_id), None)
+    if index is None:
+        return None
+    article = articles[index]
+    return env.get_template(ARTICLE_TEMPLATE).render(
+        issue=digest.issue,
+        digest=digest,
+        links=links,
+        article=article,
+        previous=articles[index - 1] if index > 0 else None,
+        next=articles[index + 1] if index + 1 < len(articles) else None,
+        page_title=f"{article.title} - {_issue_title(digest)}",
+    )
+
+
+def error_page(env: Environment, status: int) -> str:
+    text = ERRORS.get(status) or ERRORS[500 if status >= 500 else 404]
+    return env.get_template(ERROR_TEMPLATE).render(
+        status=status,
+        title=text.title,
+        message=text.message,
+        page_title=f"{text.title} - 《{BULLETIN}》",
+    )

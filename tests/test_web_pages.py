@@ -1,0 +1,240 @@
+"""The reader's web pages, served by the real app on a loopback uvicorn server."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import pytest
+import uvicorn
+from conftest import REPO, SAMPLE_ISSUE
+
+from dispatch import editorial
+from dispatch.config import Config
+from dispatch.context import Context
+from dispatch.db.models import Delivery, Reader, ReaderIndustry
+from dispatch.db.session import transaction
+from dispatch.ingest import parse_file
+from dispatch.render.digest import article_views, link_targets
+from dispatch.track.tokens import new_token
+from dispatch.web.app import PageEvent, create_app
+
+FUTURE = "未来产业是培育新质生产力的重要引擎"
+PATENTS = "让知识产权更好护航前沿科技创新"
+SHANGHAI = "上海国际科技创新中心：从“建框架”向“强功能”跃升"
+
+
+@dataclass
+class Site:
+    base_url: str
+    context: Context
+    events: list[PageEvent]
+    issue_id: int
+    token: str  # a 生物医药 reader's delivery
+    token_all: str  # a 全部 reader's delivery
+    other_issue_article: int  # an article of another issue
+
+    def get(self, path: str) -> tuple[int, dict[str, str], str]:
+        u = urlsplit(self.base_url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            body = resp.read().decode("utf-8")
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+        finally:
+            conn.close()
+
+
+def _add_reader(session, name: str, email: str, *, follows_all=False, industries=()) -> Reader:
+    reader = Reader(
+        name=name, email=email, follows_all=follows_all,
+        industry_rows=[ReaderIndustry(industry=c) for c in industries],
+    )
+    session.add(reader)
+    session.flush()
+    return reader
+
+
+def _deliver(session, issue_id: int, reader: Reader) -> str:
+    token = new_token()
+    session.add(Delivery(issue_id=issue_id, reader_id=reader.id, channel="email", token=token))
+    session.flush()
+    return token
+
+
+@pytest.fixture
+def site(db_url) -> Iterator[Site]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    config = Config(base_dir=REPO)
+    config.database.url = db_url
+    config.web.base_url = base_url
+    context = Context(config)
+    rules = context.rules
+    with transaction(context.sessions) as s:
+        issue = editorial.store_issue(s, parse_file(SAMPLE_ISSUE), str(SAMPLE_ISSUE), rules)
+        other = editorial.store_issue(s, parse_file(SAMPLE_ISSUE), "again", rules)
+        biomed = _add_reader(s, "<script>alert(1)</script>", "a@example.cn", industries=["biomed"])
+        everyone = _add_reader(s, "李四", "b@example.cn", follows_all=True)
+        token, token_all = _deliver(s, issue.id, biomed), _deliver(s, issue.id, everyone)
+        issue_id, other_article = issue.id, other.articles[-1].id
+
+    events: list[PageEvent] = []
+    app = create_app(context, on_event=events.append)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield Site(base_url, context, events, issue_id, token, token_all, other_article)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+        context.engine.dispose()
+
+
+def _view(site: Site):
+    with site.context.sessions() as s:
+        return article_views(editorial.get_issue(s, site.issue_id))
+
+
+def _text(html: str) -> str:
+    """The page's visible text, tags dropped and entities left as they are."""
+    return re.sub(r"<[^>]+>", "", html)
+
+
+def test_issue_page_has_every_article_in_full(site):
+    status, headers, html = site.get(f"/w/{site.token}")
+    assert status == 200
+    assert headers["content-type"].startswith("text/html")
+    text = _text(html)
+    view = _view(site)
+    for section, articles in view.sections:
+        assert section in text
+        for a in articles:
+            assert a.title in text
+            for block in a.blocks:
+                assert block.text in text, f"{a.title}: missing {block.text[:20]}…"
+    # Subheadings are headings, in order, and the issue keeps its own order.
+    for sub in ("超前布局提升战略科技力量", "瞄准风口培育高端产业集群", "不断改革完善创新生态环境"):
+        assert re.search(rf"<h4 class=\"subheading\">{sub}</h4>", html)
+    body = html[html.index("</nav>"):]
+    p = [body.index(t) for t in ("编者的话", FUTURE, PATENTS, SHANGHAI)]
+    assert p == sorted(p)
+    # The articles about the reader's industry are marked, and every title has its page.
+    toc = html[html.index('id="toc"'):html.index("</nav>")]
+    assert re.search(re.escape(PATENTS) + r"</a><span class=\"mark\">推荐", toc)
+    assert re.search(re.escape(SHANGHAI) + r"</a><span class=\"mark\">推荐", toc)
+    for a in view.articles:
+        if a.kind != "note":
+            assert f'href="{site.base_url}/w/{site.token}/a/{a.id}"' in html
+    assert "您收到本刊，是因为您关注：生物医药。" in text
+    assert f'href="{site.base_url}/u/{site.token}"' in html
+
+
+def test_whole_issue_reader_page_marks_nothing(site):
+    status, _, html = site.get(f"/w/{site.token_all}")
+    assert status == 200
+    assert 'class="mark"' not in html
+    assert "您收到本刊，是因为您关注：全部产业。" in _text(html)
+
+
+def test_article_page(site):
+    view = _view(site)
+    shanghai = next(a for a in view.articles if a.title == SHANGHAI)
+    status, headers, html = site.get(f"/w/{site.token}/a/{shanghai.id}")
+    assert status == 200
+    text = _text(html)
+    assert f'<h1 class="article-title">{SHANGHAI}</h1>' in html
+    for block in shanghai.blocks:
+        assert block.text in text
+    for badge in shanghai.badges:
+        assert f">{badge}</span>" in html
+    # Only this article in full; the others are at most named in the pager.
+    patents = next(a for a in view.articles if a.title == PATENTS)
+    assert patents.blocks[1].text not in text
+    assert f'href="{site.base_url}/w/{site.token}/a/{patents.id}"' in html  # 上一篇
+    assert f'href="{site.base_url}/w/{site.token}"' in html  # back to the issue
+
+
+def test_click_redirects_to_the_article_of_link_n(site):
+    view = _view(site)
+    for n, article_id in link_targets(view).items():
+        status, headers, _ = site.get(f"/c/{site.token}/{n}")
+        assert status == 302
+        assert headers["location"] == f"{site.base_url}/w/{site.token}/a/{article_id}"
+        assert "no-store" in headers["cache-control"]
+
+
+def test_events_reach_the_hook(site):
+    view = _view(site)
+    site.events.clear()
+    site.get(f"/w/{site.token}")
+    site.get(f"/c/{site.token}/3")
+    site.get(f"/w/{site.token}/a/{link_targets(view)[3]}")
+    site.get(f"/c/{site.token}/999")  # not a link: nothing to record
+    kinds = [(e.kind, e.article_id, e.n) for e in site.events]
+    target = link_targets(view)[3]
+    assert kinds == [("web_view", None, None), ("click", target, 3), ("article_view", target, None)]
+    assert len({e.delivery_id for e in site.events}) == 1
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/w/{bad}",
+        "/w/not-a-token",
+        "/w/{bad}/a/{article}",
+        "/w/{token}/a/{other}",  # an article, but of another issue
+        "/w/{token}/a/999999",
+        "/w/{token}/a/abc",
+        "/c/{bad}/1",
+        "/c/{token}/0",
+        "/c/{token}/999",
+        "/c/{token}/-1",
+        "/nothing-here",
+    ],
+)
+def test_unknown_things_are_404_in_chinese(site, path):
+    view = _view(site)
+    url = path.format(
+        bad=new_token(), token=site.token, article=view.articles[1].id, other=site.other_issue_article
+    )
+    status, headers, html = site.get(url)
+    assert status == 404
+    assert headers["content-type"].startswith("text/html")
+    assert "页面不存在" in html and 'lang="zh-CN"' in html
+    assert "<script" not in html.lower()
+
+
+def test_pages_have_no_script_and_escape_reader_data(site):
+    view = _view(site)
+    paths = [f"/w/{site.token}", f"/w/{site.token_all}", f"/w/{site.token}/a/{view.articles[0].id}"]
+    for path in paths:
+        status, headers, html = site.get(path)
+        assert status == 200
+        assert "<script" not in html.lower() and "javascript:" not in html.lower()
+        assert "<link" not in html.lower()
+        assert "script-src" not in headers["content-security-policy"]
+        assert "default-src 'none'" in headers["content-security-policy"]
+        assert headers["referrer-policy"] == "no-referrer"
+        assert "noindex" in html
+
+
+def test_healthz(site):
+    status, _, body = site.get("/healthz")
+    assert status == 200 and body.strip() == "ok"
