@@ -77,6 +77,15 @@ def sessions(db_url):
     engine.dispose()
 
 
+@pytest.fixture
+def pg_sessions(pg_database):
+    """Sessions on an empty PostgreSQL database, for behaviour only it has."""
+    _truncate_pg(pg_database)
+    engine = make_engine(pg_database)
+    yield session_factory(engine)
+    engine.dispose()
+
+
 @dataclass
 class Result:
     exit_code: int
@@ -107,8 +116,8 @@ class Dispatch:
         )
         return Result(r.exit_code, r.stdout, r.stderr)
 
-    def ok(self, *args: str) -> str:
-        r = self(*args)
+    def ok(self, *args: str, env: dict[str, str] | None = None) -> str:
+        r = self(*args, env=env)
         assert r.exit_code == 0, f"dispatch {' '.join(args)} → {r.exit_code}\n{r.stdout}\n{r.stderr}"
         return r.stdout
 

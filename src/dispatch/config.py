@@ -77,6 +77,7 @@ class DeliveryConfig:
     lease_seconds: float = 120.0
     idle_seconds: float = 2.0
     retry_horizon_hours: float = 48.0
+    retry_base_seconds: float = 60.0
 
 
 @dataclass

@@ -60,12 +60,13 @@ def context(ctx: typer.Context) -> Context:
 
 
 def _register() -> None:
-    from dispatch.cli import db, issues, preview, recipients
+    from dispatch.cli import db, deliver, issues, preview, recipients
 
     app.add_typer(issues.app, name="issues", help="Ingest, check, tag and finalize issues.")
     app.add_typer(recipients.app, name="recipients", help="The reader lists.")
     app.add_typer(db.app, name="db", help="Database schema.")
     app.command("preview")(preview.preview)
+    deliver.register(app)
 
 
 _register()

@@ -13,9 +13,6 @@ from dispatch.cli import context
 from dispatch.db.models import Delivery
 from dispatch.db.session import transaction
 from dispatch.errors import Refused
-from dispatch.readers.apply import find_reader
-from dispatch.render.pipeline import IssueRenderer, ReaderView
-from dispatch.render.templates import environment
 
 # A well-formed token that no delivery has: links in a preview lead to a 404 page.
 PREVIEW_TOKEN = "previewpreviewpreviewpreviewprev"
@@ -36,6 +33,12 @@ def preview(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="write to FILE")] = None,
 ) -> None:
     """Show exactly what a reader would get for an issue."""
+    # Imported here: rendering pulls in premailer and lxml, which every other command
+    # would pay for at start-up.
+    from dispatch.readers.apply import find_reader
+    from dispatch.render.pipeline import IssueRenderer, ReaderView
+    from dispatch.render.templates import environment
+
     if format_ not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
     c = context(ctx)

@@ -1,0 +1,72 @@
+"""A local mail catcher: an SMTP server on loopback that keeps each message as an .eml file.
+
+For trying dispatch out and for demos: point [smtp] at it (the embedded defaults do)
+and open what readers would have received. Not a relay: nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import time
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+
+from dispatch.errors import Refused
+
+log = logging.getLogger(__name__)
+
+
+class SaveToFolder:
+    """aiosmtpd handler: each message to FOLDER/<time>-<n>.eml, envelope in headers."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._n = itertools.count(1)
+        self.received = 0
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001
+        n = next(self._n)
+        name = self.folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{n:06d}.eml"
+        head = (
+            f"X-Catcher-Mail-From: {envelope.mail_from}\r\n"
+            f"X-Catcher-Rcpt-To: {', '.join(envelope.rcpt_tos)}\r\n"
+        ).encode()
+        tmp = name.with_suffix(".part")
+        tmp.write_bytes(head + envelope.original_content)
+        tmp.rename(name)  # a reader of the folder never sees half a message
+        self.received += 1
+        return f"250 2.0.0 Ok: queued as C{n:06d}"
+
+
+def start(host: str, port: int, folder: Path) -> tuple[Controller, SaveToFolder]:
+    handler = SaveToFolder(folder)
+    controller = Controller(handler, hostname=host, port=port, data_size_limit=50 * 2**20)
+    try:
+        controller.start()
+    except OSError as exc:
+        raise Refused(
+            f"mail catcher: can't listen on {host}:{port} ({exc.strerror or exc}); "
+            "is another one running?"
+        ) from exc
+    return controller, handler
+
+
+def serve_forever(host: str, port: int, folder: Path) -> None:
+    controller, handler = start(host, port, folder)
+    log.info("mail catcher on %s:%d, saving to %s", host, port, folder)
+    try:
+        asyncio.run(_wait_forever())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        controller.stop()
+        log.info("mail catcher stopped after %d messages", handler.received)
+
+
+async def _wait_forever() -> None:
+    await asyncio.Event().wait()

@@ -1,0 +1,318 @@
+"""`dispatch send | status | retry | run | worker | catcher`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import func, select
+
+from dispatch import clock, editorial
+from dispatch.cli import context
+from dispatch.db.models import Delivery, Reader, ReaderChannel
+from dispatch.db.session import transaction
+from dispatch.deliver import outbox
+from dispatch.errors import Refused
+from dispatch.plan.due import PENDING_STATES, claim_for_send, overdue
+from dispatch.plan.outbox import plan_issue
+
+out = Console(highlight=False)
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON")]
+STATE_WORDS = {
+    "queued": "排队", "sending": "发送中", "sent": "已发送", "retry": "待重试",
+    "failed": "失败", "cancelled": "已取消",
+}
+CHANNEL_WORDS = {"email": "邮件", "wecom": "企业微信"}
+ISSUE_WORDS = {"draft": "草稿", "finalized": "已定稿", "sending": "发送中", "sent": "已发送"}
+
+
+def _service_logging() -> None:
+    level = logging.getLogger().level
+    if level > logging.INFO:
+        logging.getLogger().setLevel(logging.INFO)
+    for noisy in ("alembic", "apscheduler", "aiosmtpd", "mail.log"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _status_data(ctx, issue_id: int) -> dict:  # noqa: ANN001
+    lateness = timedelta(hours=ctx.config.schedule.max_lateness_hours)
+    with transaction(ctx.sessions) as session:
+        issue = editorial.get_issue(session, issue_id)
+        late = {i.id for i in overdue(session, clock.utcnow(), lateness)}
+        counts = outbox.counts(session, issue_id)
+        fails = outbox.failures(session, issue_id, limit=50)
+        data = {
+            "issue": issue_id,
+            "status": issue.status,
+            "publish_at": clock.show(issue.publish_at) or None,
+            "counts": counts,
+            "pending": sum(n for ch in counts.values() for s, n in ch.items() if s in PENDING_STATES),
+            "failures": [
+                {"delivery": f.delivery_id, "reader": f.reader_id, "name": f.reader_name,
+                 "channel": f.channel, "reason": f.reason, "attempts": f.attempts}
+                for f in fails
+            ],
+            "overdue": issue_id in late,
+        }
+    return data
+
+
+def _print_status(data: dict, configured: set[str]) -> None:
+    head = f"issue {data['issue']}: {ISSUE_WORDS[data['status']]}"
+    if data["publish_at"]:
+        head += f", publication {data['publish_at']} (Asia/Shanghai)"
+    out.print(head)
+    if data["overdue"]:
+        out.print(
+            "[yellow]overdue: its publication time passed while the service was down; "
+            f"it waits for staff: `dispatch send {data['issue']}`[/yellow]"
+        )
+    table = Table("渠道", *[STATE_WORDS[s] for s in STATE_WORDS], "合计")
+    for channel, states in data["counts"].items():
+        if not sum(states.values()):
+            continue
+        table.add_row(
+            CHANNEL_WORDS.get(channel, channel),
+            *[str(states.get(s, 0)) for s in STATE_WORDS],
+            str(sum(states.values())),
+        )
+    out.print(table)
+    for channel, states in data["counts"].items():
+        waiting = states.get("queued", 0)
+        if waiting and channel not in configured:
+            out.print(
+                f"[yellow]{waiting} {channel} deliveries stay queued: the {channel} channel "
+                "is not configured (they go out once it is)[/yellow]"
+            )
+    if data["failures"]:
+        ft = Table("读者", "渠道", "尝试", "原因", title="失败")
+        for f in data["failures"]:
+            ft.add_row(f"{f['reader']} {escape(f['name'])}", CHANNEL_WORDS.get(f["channel"], f["channel"]),
+                       str(f["attempts"]), escape(f["reason"] or ""))
+        out.print(ft)
+
+
+def _configured(ctx) -> set[str]:  # noqa: ANN001
+    from dispatch.deliver.worker import default_channels
+
+    return set(default_channels(ctx))
+
+
+def send(
+    ctx: typer.Context,
+    issue_id: Annotated[int, typer.Argument(metavar="ISSUE")],
+    wait: Annotated[bool, typer.Option("--wait", help="deliver now and return when nothing is pending")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show who would get what, send nothing")] = False,
+    to: Annotated[str | None, typer.Option("--to", help="send one test copy to ADDRESS only")] = None,
+    recipient: Annotated[
+        str | None, typer.Option("--recipient", "-r", help="with --to: render as this reader (default: one following 全部)")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Plan and deliver an issue now (whatever its publication time)."""
+    c = context(ctx)
+    if to is not None:
+        _send_test_copy(c, issue_id, to, recipient)
+        return
+    if dry_run:
+        _dry_run(c, issue_id, as_json)
+        return
+    with transaction(c.sessions) as session:
+        before = claim_for_send(session, issue_id)
+        planned = plan_issue(session, issue_id)
+    if not as_json:
+        out.print(f"issue {issue_id} ({ISSUE_WORDS[before]}): planned "
+                  + ", ".join(f"{n} {ch}" for ch, n in planned.items()))
+    if wait:
+        asyncio.run(_deliver_until_done(c, issue_id, show_progress=not as_json and sys.stderr.isatty()))
+    data = _status_data(c, issue_id)
+    if as_json:
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        _print_status(data, _configured(c))
+
+
+async def _deliver_until_done(c, issue_id: int, *, show_progress: bool) -> None:  # noqa: ANN001
+    from dispatch.deliver.worker import Worker
+
+    worker = Worker(c)
+    serving = set(worker.channels)
+
+    def pending() -> tuple[int, int]:
+        with c.sessions() as session:
+            rows = session.execute(
+                select(Delivery.state, func.count())
+                .where(Delivery.issue_id == issue_id, Delivery.channel.in_(serving))
+                .group_by(Delivery.state)
+            ).all()
+        total = sum(n for _, n in rows)
+        return sum(n for s, n in rows if s in PENDING_STATES), total
+
+    progress = Progress(
+        TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True), disable=not show_progress,
+    )
+    try:
+        with progress:
+            left, total = await asyncio.to_thread(pending)
+            bar = progress.add_task("send", total=total, completed=total - left)
+            while left:
+                result = await worker.run_batch()
+                left, total = await asyncio.to_thread(pending)
+                progress.update(bar, completed=total - left)
+                if result.claimed == 0 and left:
+                    # Only rows waiting for a retry later are left: wait for them.
+                    await asyncio.sleep(min(worker.idle_seconds, 5))
+    finally:
+        await worker.close()
+
+
+def _dry_run(c, issue_id: int, as_json: bool) -> None:  # noqa: ANN001
+    from dispatch.render.pipeline import IssueRenderer, ReaderView
+    from dispatch.render.templates import environment
+
+    rows = []
+    with c.sessions() as session:
+        issue = editorial.get_issue(session, issue_id)
+        renderer = IssueRenderer.for_issue(issue, environment(c.config), c.config)
+        titles = {a.id: a.title for a in renderer.view.articles}
+        readers = session.scalars(
+            select(Reader).where(Reader.status == "active").order_by(Reader.id)
+        ).all()
+        for r in readers:
+            view = ReaderView.of(r)
+            sel = renderer.selection(view)
+            rows.append({
+                "reader": r.id, "name": r.name, "channels": r.channels,
+                "recommended": [titles[i] for i in sel.recommended],
+                "others": len(sel.others), "whole_issue": sel.whole_issue,
+            })
+        channel_counts = dict(
+            session.execute(
+                select(ReaderChannel.channel, func.count())
+                .join(Reader, Reader.id == ReaderChannel.reader_id)
+                .where(Reader.status == "active").group_by(ReaderChannel.channel)
+            ).all()
+        )
+    if as_json:
+        typer.echo(json.dumps({"issue": issue_id, "by_channel": channel_counts, "readers": rows},
+                              ensure_ascii=False, indent=2))
+        return
+    table = Table("读者", "渠道", "为您推荐", title=f"issue {issue_id}: who would get what (nothing sent)")
+    for row in rows:
+        rec = "全部内容" if row["whole_issue"] else "；".join(row["recommended"]) or "（无）"
+        table.add_row(f"{row['reader']} {escape(row['name'])}",
+                      "、".join(CHANNEL_WORDS.get(ch, ch) for ch in row["channels"]), escape(rec))
+    out.print(table)
+    out.print("deliveries: " + ", ".join(f"{n} {ch}" for ch, n in channel_counts.items()))
+
+
+def _send_test_copy(c, issue_id: int, to: str, recipient: str | None) -> None:  # noqa: ANN001
+    from dispatch.cli.preview import PREVIEW_TOKEN
+    from dispatch.deliver.channel import Outgoing
+    from dispatch.deliver.smtp import SmtpChannel
+    from dispatch.readers.apply import find_reader
+    from dispatch.readers.validate import normalize_email
+    from dispatch.render.pipeline import IssueRenderer, ReaderView
+    from dispatch.render.templates import environment
+
+    try:
+        address = normalize_email(to)
+    except ValueError as exc:
+        raise Refused(f"--to: {exc}") from exc
+    with c.sessions() as session:
+        issue = editorial.get_issue(session, issue_id)
+        if recipient:
+            reader = ReaderView.of(find_reader(session, recipient))
+        else:
+            first = session.scalars(
+                select(Reader).where(Reader.follows_all.is_(True)).order_by(Reader.id).limit(1)
+            ).first()
+            reader = ReaderView(id=0, name="测试读者") if first is None else ReaderView.of(first)
+        renderer = IssueRenderer.for_issue(issue, environment(c.config), c.config)
+    view = ReaderView(**{**reader.__dict__, "email": address})
+    payload = renderer.email_message(view, PREVIEW_TOKEN)
+    sender = renderer.links(PREVIEW_TOKEN).envelope_sender
+
+    async def go():
+        channel = SmtpChannel.from_config(c.config)
+        try:
+            return await channel.push([Outgoing(0, address, payload, sender)])
+        finally:
+            await channel.close()
+
+    [outcome] = asyncio.run(go())
+    if outcome.kind != "sent":
+        raise Refused(f"test copy to {address} not sent ({outcome.kind}): {outcome.detail}")
+    out.print(f"test copy of issue {issue_id}, as {escape(reader.name)} reads it, sent to {address}")
+
+
+def status(
+    ctx: typer.Context,
+    issue_id: Annotated[int, typer.Argument(metavar="ISSUE")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Deliveries of an issue by channel and state, and the failures with reasons."""
+    c = context(ctx)
+    data = _status_data(c, issue_id)
+    if as_json:
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        _print_status(data, _configured(c))
+
+
+def retry(ctx: typer.Context, issue_id: Annotated[int, typer.Argument(metavar="ISSUE")]) -> None:
+    """Queue an issue's failed deliveries again."""
+    c = context(ctx)
+    with transaction(c.sessions) as session:
+        editorial.get_issue(session, issue_id)
+        n = outbox.retry_failed(session, issue_id)
+    out.print(f"issue {issue_id}: {n} failed deliveries queued again")
+
+
+def run(ctx: typer.Context) -> None:
+    """Serve everything in one process: web app, scheduler and a delivery worker."""
+    from dispatch.service import serve
+
+    _service_logging()
+    asyncio.run(serve(context(ctx)))
+
+
+def worker(ctx: typer.Context) -> None:
+    """A delivery worker only (more of them share the work; PostgreSQL for several machines)."""
+    from dispatch.service import serve
+
+    _service_logging()
+    asyncio.run(serve(context(ctx), web=False, scheduler=False))
+
+
+def catcher(
+    ctx: typer.Context,
+    folder: Annotated[Path, typer.Option("--dir", help="where messages are kept")] = Path("var/mail"),
+    listen: Annotated[str | None, typer.Option("--listen", help="host:port (default: [smtp] host and port)")] = None,
+) -> None:
+    """A local mail catcher: receives on loopback and keeps each message as an .eml file."""
+    from dispatch.catcher import serve_forever
+
+    c = context(ctx)
+    host, port = (c.config.smtp.host, c.config.smtp.port)
+    if listen:
+        h, _, p = listen.rpartition(":")
+        host, port = h or "127.0.0.1", int(p)
+    _service_logging()
+    serve_forever(host, port, c.config.path(str(folder)))
+
+
+def register(app: typer.Typer) -> None:
+    for fn in (send, status, retry, run, worker, catcher):
+        app.command(fn.__name__)(fn)

@@ -1,0 +1,1 @@
+"""Deliver: workers claim outbox rows, render, hand them to a channel, record outcomes."""

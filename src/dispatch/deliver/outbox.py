@@ -1,0 +1,414 @@
+"""The outbox as workers see it: claims with a lease, fenced acks, history, release.
+
+A worker claims a small batch of rows it can serve ('queued', 'retry' whose time has come,
+or 'sending' whose lease expired), marks them 'sending' under its name until
+`lease_expires_at`, hands them to the channel and acks each outcome as soon as it is known.
+The lease is the lock, not a transaction: call each function in its own short transaction
+(`dispatch.db.session.transaction`) and commit before talking to a mail server.
+
+Every ack is fenced: it changes the row only while the row is still 'sending' under the
+acking worker (and, when given, at the claimed attempt). An ack from a worker whose lease
+expired and whose row was claimed again returns False and changes nothing.
+
+Attempts count claims: `claim` adds one. `release` (clean shutdown) gives back what was
+claimed but never handed to a channel, and takes that one back off.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import case, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from dispatch.clock import utcnow
+from dispatch.db.models import (
+    CHANNELS,
+    DELIVERY_STATES,
+    Delivery,
+    DeliveryAttempt,
+    Issue,
+    Reader,
+)
+from dispatch.deliver.channel import Outcome
+from dispatch.deliver.retry import BASE, HORIZON, backoff, describe_span, gives_up
+from dispatch.errors import Refused
+from dispatch.plan.due import lock_issue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A row a worker holds: what it needs to render and send, and the attempt number
+    (1 for the first try) that also fences its ack."""
+
+    delivery_id: int
+    issue_id: int
+    reader_id: int
+    channel: str
+    token: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Failure:
+    delivery_id: int
+    reader_id: int
+    reader_name: str
+    channel: str
+    reason: str
+    attempts: int
+
+
+def _claimable(now: datetime, channels: Iterable[str]):
+    return (
+        Delivery.channel.in_(sorted(channels)),
+        (Delivery.state.in_(("queued", "retry")) & (Delivery.available_at <= now))
+        | ((Delivery.state == "sending") & (Delivery.lease_expires_at < now)),
+    )
+
+
+def claim(
+    session: Session,
+    worker_id: str,
+    limit: int,
+    lease_seconds: float,
+    channels: set[str],
+    now: datetime,
+) -> list[Claimed]:
+    """Claim up to `limit` rows of the given channels, oldest first, for `lease_seconds`.
+
+    PostgreSQL: SELECT … FOR UPDATE SKIP LOCKED, then UPDATE: concurrent workers get
+    disjoint rows without waiting for each other. SQLite: one UPDATE … WHERE id IN
+    (SELECT … LIMIT n) RETURNING …; SQLite has one writer, so claims serialize.
+    """
+    if limit <= 0 or not channels:
+        return []
+    pick = (
+        select(Delivery.id)
+        .where(*_claimable(now, channels))
+        .order_by(Delivery.available_at, Delivery.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        ids = list(session.scalars(pick.with_for_update(skip_locked=True)))
+        if not ids:
+            return []
+        target = Delivery.id.in_(ids)
+    else:
+        target = Delivery.id.in_(pick.scalar_subquery())
+    stmt = (
+        update(Delivery)
+        .where(target)
+        .values(
+            state="sending",
+            lease_owner=worker_id,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            attempts=Delivery.attempts + 1,
+        )
+        .returning(
+            Delivery.id,
+            Delivery.issue_id,
+            Delivery.reader_id,
+            Delivery.channel,
+            Delivery.token,
+            Delivery.attempts,
+            Delivery.available_at,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    rows = sorted(session.execute(stmt).all(), key=lambda r: (r.available_at, r.id))
+    return [Claimed(r.id, r.issue_id, r.reader_id, r.channel, r.token, r.attempts) for r in rows]
+
+
+def renew(
+    session: Session,
+    worker_id: str,
+    delivery_ids: Iterable[int],
+    lease_seconds: float,
+    now: datetime,
+) -> int:
+    """Extend the lease on rows this worker still holds (a slow batch); returns how many."""
+    ids = list(delivery_ids)
+    if not ids:
+        return 0
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids), Delivery.state == "sending", Delivery.lease_owner == worker_id)
+        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def _fence(delivery_id: int, worker_id: str, attempt: int | None):
+    cond = [
+        Delivery.id == delivery_id,
+        Delivery.state == "sending",
+        Delivery.lease_owner == worker_id,
+    ]
+    if attempt is not None:
+        cond.append(Delivery.attempts == attempt)
+    return cond
+
+
+def _record(session: Session, delivery_id: int, now: datetime, outcome: str, detail: str) -> None:
+    session.execute(
+        insert(DeliveryAttempt).values(
+            delivery_id=delivery_id, at=now, outcome=outcome, detail=detail or None
+        )
+    )
+
+
+def _fenced_out(delivery_id: int, worker_id: str, kind: str) -> bool:
+    log.warning(
+        "delivery %s: %s ack from %s ignored: no longer its lease", delivery_id, kind, worker_id
+    )
+    return False
+
+
+_RELEASED = {"lease_owner": None, "lease_expires_at": None}
+
+
+def ack_sent(
+    session: Session,
+    worker_id: str,
+    delivery_id: int,
+    now: datetime,
+    *,
+    provider_id: str | None = None,
+    detail: str = "",
+    attempt: int | None = None,
+) -> bool:
+    """The channel took the message: 'sent', with the provider's id."""
+    result = session.execute(
+        update(Delivery)
+        .where(*_fence(delivery_id, worker_id, attempt))
+        .values(
+            state="sent",
+            provider_id=provider_id,
+            sent_at=now,
+            first_attempt_at=func.coalesce(Delivery.first_attempt_at, now),
+            **_RELEASED,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return _fenced_out(delivery_id, worker_id, "sent")
+    _record(session, delivery_id, now, "sent", detail)
+    return True
+
+
+def ack_permanent(
+    session: Session,
+    worker_id: str,
+    delivery_id: int,
+    now: datetime,
+    detail: str,
+    *,
+    attempt: int | None = None,
+) -> bool:
+    """The channel refused for good: 'failed', the reason kept for staff."""
+    result = session.execute(
+        update(Delivery)
+        .where(*_fence(delivery_id, worker_id, attempt))
+        .values(
+            state="failed",
+            last_error=detail or "permanent failure",
+            first_attempt_at=func.coalesce(Delivery.first_attempt_at, now),
+            **_RELEASED,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return _fenced_out(delivery_id, worker_id, "permanent")
+    _record(session, delivery_id, now, "permanent", detail)
+    log.info("delivery %s failed: %s", delivery_id, detail)
+    return True
+
+
+def ack_temporary(
+    session: Session,
+    worker_id: str,
+    delivery_id: int,
+    now: datetime,
+    detail: str,
+    *,
+    attempt: int | None = None,
+    rng: random.Random | None = None,
+    horizon: timedelta = HORIZON,
+    base: timedelta = BASE,
+) -> bool:
+    """Try again later ('retry', available after a jittered backoff), unless the next try
+    would fall past the horizon counted from the first attempt: then 'failed'."""
+    row = session.execute(
+        select(Delivery.attempts, Delivery.first_attempt_at).where(
+            *_fence(delivery_id, worker_id, attempt)
+        )
+    ).one_or_none()
+    if row is None:
+        return _fenced_out(delivery_id, worker_id, "temporary")
+    first = row.first_attempt_at or now
+    retry_at = now + backoff(row.attempts, rng, base)
+    reply = detail or "temporary failure"
+    if gives_up(first, retry_at, horizon):
+        values = {
+            "state": "failed",
+            "last_error": (
+                f"gave up after {row.attempts} attempts in {describe_span(now - first)}: {reply}"
+            ),
+        }
+    else:
+        values = {"state": "retry", "available_at": retry_at, "last_error": reply}
+    result = session.execute(
+        update(Delivery)
+        .where(*_fence(delivery_id, worker_id, row.attempts))
+        .values(first_attempt_at=first, **values, **_RELEASED)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return _fenced_out(delivery_id, worker_id, "temporary")
+    _record(session, delivery_id, now, "temporary", detail)
+    if values["state"] == "failed":
+        log.info("delivery %s failed: %s", delivery_id, values["last_error"])
+    return True
+
+
+def ack(
+    session: Session,
+    worker_id: str,
+    outcome: Outcome,
+    now: datetime,
+    *,
+    attempt: int | None = None,
+    rng: random.Random | None = None,
+    horizon: timedelta = HORIZON,
+    base: timedelta = BASE,
+) -> bool:
+    """Record one channel Outcome (see dispatch.deliver.channel). False if fenced out."""
+    if outcome.kind == "sent":
+        return ack_sent(
+            session,
+            worker_id,
+            outcome.delivery_id,
+            now,
+            provider_id=outcome.provider_id,
+            detail=outcome.detail,
+            attempt=attempt,
+        )
+    if outcome.kind == "temporary":
+        return ack_temporary(
+            session,
+            worker_id,
+            outcome.delivery_id,
+            now,
+            outcome.detail,
+            attempt=attempt,
+            rng=rng,
+            horizon=horizon,
+            base=base,
+        )
+    if outcome.kind == "permanent":
+        return ack_permanent(
+            session, worker_id, outcome.delivery_id, now, outcome.detail, attempt=attempt
+        )
+    raise ValueError(f"unknown outcome kind {outcome.kind!r}")
+
+
+def release(session: Session, worker_id: str) -> int:
+    """Clean shutdown: rows this worker still holds go back to 'queued', claimable at once.
+
+    A released row was claimed but never handed to a channel, so the claim's attempt is
+    taken back (attempts - 1). Call it only after every row handed to a channel has been
+    acked: a row in flight is not 'not attempted'.
+    """
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.state == "sending", Delivery.lease_owner == worker_id)
+        .values(
+            state="queued",
+            attempts=case((Delivery.attempts > 0, Delivery.attempts - 1), else_=0),
+            **_RELEASED,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount:
+        log.info("released %s deliveries held by %s", result.rowcount, worker_id)
+    return result.rowcount
+
+
+def retry_failed(session: Session, issue_id: int, now: datetime | None = None) -> int:
+    """`dispatch retry`: the issue's failed rows go back to 'queued', available now.
+
+    Attempt counters and history stay; the retry horizon starts again. A 'sent' issue is
+    sending again until those rows are done. Returns how many rows were requeued.
+    """
+    now = now or utcnow()
+    issue = lock_issue(session, issue_id)  # before the rows: see plan.due.finish_if_done
+    if issue is None:
+        raise Refused(f"issue {issue_id}: no such issue")
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.issue_id == issue_id, Delivery.state == "failed")
+        .values(state="queued", available_at=now, first_attempt_at=None, **_RELEASED)
+        .execution_options(synchronize_session=False)
+    )
+    n = result.rowcount
+    if n:
+        session.execute(
+            update(Issue)
+            .where(Issue.id == issue_id, Issue.status == "sent")
+            .values(status="sending")
+            .execution_options(synchronize_session=False)
+        )
+        log.info("issue %s: %s failed deliveries queued again", issue_id, n)
+    return n
+
+
+def counts(session: Session, issue_id: int) -> dict[str, dict[str, int]]:
+    """{channel: {state: n}} for the channels the issue has rows in; every state listed."""
+    rows = session.execute(
+        select(Delivery.channel, Delivery.state, func.count())
+        .where(Delivery.issue_id == issue_id)
+        .group_by(Delivery.channel, Delivery.state)
+    ).all()
+    present = {channel for channel, _, _ in rows}
+    out = {c: dict.fromkeys(DELIVERY_STATES, 0) for c in CHANNELS if c in present}
+    for channel, state, n in rows:
+        out[channel][state] = n
+    return out
+
+
+def failures(session: Session, issue_id: int, limit: int = 50) -> list[Failure]:
+    """The issue's failed rows, oldest first: who, by which channel, why, after how many."""
+    rows = session.execute(
+        select(
+            Delivery.id,
+            Delivery.reader_id,
+            Reader.name,
+            Delivery.channel,
+            Delivery.last_error,
+            Delivery.attempts,
+        )
+        .join(Reader, Reader.id == Delivery.reader_id)
+        .where(Delivery.issue_id == issue_id, Delivery.state == "failed")
+        .order_by(Delivery.id)
+        .limit(limit)
+    ).all()
+    return [Failure(r[0], r[1], r[2], r[3], r[4] or "", r[5]) for r in rows]
+
+
+def history(session: Session, delivery_id: int) -> list[DeliveryAttempt]:
+    """Every recorded attempt of a delivery, oldest first."""
+    return list(
+        session.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.delivery_id == delivery_id)
+            .order_by(DeliveryAttempt.at, DeliveryAttempt.id)
+        )
+    )

@@ -1,0 +1,1 @@
+"""Plan: due issues are claimed and fanned out to the outbox (one row per reader × channel)."""

@@ -1,0 +1,66 @@
+"""APScheduler only ticks: every tick runs reconcile() in a thread.
+
+In-memory job store on purpose: APScheduler's SQLAlchemy job store runs jobs twice when
+two processes share it and silently drops a date job missed by more than its grace
+time. Our tables say what is due; a tick at any time, in any process, is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from dispatch import clock
+from dispatch.context import Context
+from dispatch.plan.reconcile import reconcile
+
+log = logging.getLogger(__name__)
+
+
+class Reconciler:
+    def __init__(self, ctx: Context, on_planned: Callable[[], None] | None = None):
+        self.ctx = ctx
+        self.on_planned = on_planned
+        self.max_lateness = timedelta(hours=ctx.config.schedule.max_lateness_hours)
+        self._told_overdue: set[int] = set()
+        self.scheduler = AsyncIOScheduler(timezone=clock.LOCAL_TZ)
+
+    def start(self) -> None:
+        self.scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=self.ctx.config.schedule.tick_seconds,
+            next_run_time=clock.to_local(clock.utcnow()),  # first tick now: catch up
+            max_instances=1,
+            coalesce=True,
+            id="reconcile",
+        )
+        self.scheduler.start()
+        log.info("scheduler ticking every %ss", self.ctx.config.schedule.tick_seconds)
+
+    def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    async def tick(self) -> None:
+        try:
+            result = await asyncio.to_thread(reconcile, self.ctx.sessions, self.max_lateness)
+        except Exception:  # noqa: BLE001 - the next tick tries again
+            log.exception("reconcile failed; trying again next tick")
+            return
+        for issue_id, counts in result.planned.items():
+            log.info("issue %s is due: planned %s", issue_id, counts)
+        for issue_id in result.overdue:
+            if issue_id not in self._told_overdue:
+                self._told_overdue.add(issue_id)
+                log.warning(
+                    "issue %s passed its publication time more than %s ago while the service "
+                    "was down; it waits for staff: `dispatch send %s`",
+                    issue_id, self.max_lateness, issue_id,
+                )
+        if result.planned and self.on_planned:
+            self.on_planned()

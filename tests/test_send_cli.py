@@ -1,0 +1,158 @@
+"""`dispatch send | status | retry` against real SMTP servers on loopback."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+
+import pytest
+from conftest import SAMPLE_ISSUE
+from smtp_servers import DROP_IN_DATA, MailServer, make_certificates, rcpt
+
+from dispatch.plan.reconcile import reconcile
+
+READERS_CSV = """姓名,职务,邮箱,企业微信账号,关注产业,接收方式
+甲一,局长,a1@example.gov.cn,,生物医药,
+乙二,,b2@example.gov.cn,,新能源汽车、新材料,
+丙三,主任,c3@example.gov.cn,c3wx,全部,邮件、企业微信
+丁四,,,d4wx,发制品,
+戊五,总经理,e5@example.com,,食品,
+己六,,f6@example.com,,装备制造,
+"""
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory):
+    return make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+def _install(dispatch, tmp_path, server: MailServer, **smtp) -> int:
+    settings = {"host": server.host, "port": server.port, "rate_per_minute": 0, **smtp}
+    with dispatch.config.open("a", encoding="utf-8") as f:
+        f.write("[smtp]\n")
+        for k, v in settings.items():
+            f.write(f"{k} = {json.dumps(v)}\n")
+        f.write('reply_domain = "example.gov.cn"\n')
+        f.write("[delivery]\nidle_seconds = 0.1\nretry_base_seconds = 0.5\n")
+    readers = tmp_path / "readers.csv"
+    readers.write_text(READERS_CSV, encoding="utf-8")
+    dispatch.ok("recipients", "import", str(readers))
+    issue = json.loads(dispatch.ok("issues", "ingest", str(SAMPLE_ISSUE), "--json"))["id"]
+    dispatch.ok("issues", "finalize", str(issue))
+    return issue
+
+
+def test_send_wait_delivers_each_email_reader_once_over_starttls_and_auth(
+    dispatch, tmp_path, certificates
+):
+    with MailServer(security="starttls", certificates=certificates,
+                    users={"bulletin": "s3cret"}) as server:
+        issue = _install(dispatch, tmp_path, server, security="starttls", username="bulletin",
+                         tls_ca_file=str(certificates.ca_file))
+        r = dispatch("send", str(issue), "--wait", "--json",
+                     env={"DISPATCH_SMTP_PASSWORD": "s3cret"})
+        assert r.exit_code == 0, r.stderr
+        data = json.loads(r.stdout)
+        assert data["counts"]["email"]["sent"] == 5
+        # 丁四 only has WeChat Work, 丙三 both: those rows wait for the channel, queued.
+        assert data["counts"]["wecom"]["queued"] == 2 and data["counts"]["wecom"]["failed"] == 0
+        assert data["pending"] == 2 and data["status"] == "sending"
+        got = sorted(m.rcpt_tos[0] for m in server.accepted)
+        assert got == sorted(["a1@example.gov.cn", "b2@example.gov.cn", "c3@example.gov.cn",
+                              "e5@example.com", "f6@example.com"])
+        for m in server.accepted:
+            msg = email.message_from_bytes(m.data, policy=email.policy.default)
+            token = msg["Message-ID"].strip("<>").split("@")[0]
+            assert m.mail_from == f"bounces+{token}@example.gov.cn"
+            assert msg["Reply-To"] == f"feedback+{token}@example.gov.cn"
+            assert f"/w/{token}" in msg.get_body(("html",)).get_content()
+        # Sending again plans nothing new and sends nothing twice.
+        dispatch.ok("send", str(issue), "--wait", env={"DISPATCH_SMTP_PASSWORD": "s3cret"})
+        assert len(server.accepted) == 5
+
+
+def test_temporary_and_permanent_failures_and_retry_on_request(dispatch, tmp_path):
+    faults = {
+        "a1@example.gov.cn": [rcpt("451 4.7.1 greylisted, try again")],  # once, then fine
+        "b2@example.gov.cn": rcpt("550 5.1.1 user unknown"),  # always
+        "e5@example.com": [DROP_IN_DATA],  # the connection drops once mid-DATA
+    }
+    with MailServer(faults=faults) as server:
+        issue = _install(dispatch, tmp_path, server)
+        data = json.loads(dispatch.ok("send", str(issue), "--wait", "--json"))
+        email_counts = data["counts"]["email"]
+        assert email_counts["sent"] == 4 and email_counts["failed"] == 1
+        [failure] = data["failures"]
+        assert failure["name"] == "乙二" and "550" in failure["reason"]
+        # a1 was greylisted once and came through on the retry: one copy only.
+        assert len(server.accepted_for("a1@example.gov.cn")) == 1
+        assert len(server.accepted_for("f6@example.com")) == 1
+        # The drop came after the server took e5's message: the retry may deliver it
+        # again, and then with the same Message-ID.
+        ids = {email.message_from_bytes(m.data)["Message-ID"]
+               for m in server.accepted_for("e5@example.com")}
+        assert len(ids) == 1
+
+        status = dispatch.ok("status", str(issue))
+        assert "550 5.1.1 user unknown" in status and "乙二" in status
+        server.faults.pop("b2@example.gov.cn")
+        assert "1 failed deliveries queued again" in dispatch.ok("retry", str(issue))
+        data = json.loads(dispatch.ok("send", str(issue), "--wait", "--json"))
+        assert data["counts"]["email"]["sent"] == 5 and data["failures"] == []
+        assert len(server.accepted_for("b2@example.gov.cn")) == 1
+
+
+def test_dry_run_shows_who_gets_what_and_sends_nothing(dispatch_sqlite, tmp_path):
+    with MailServer() as server:
+        issue = _install(dispatch_sqlite, tmp_path, server)
+        data = json.loads(dispatch_sqlite.ok("send", str(issue), "--dry-run", "--json"))
+        by_name = {r["name"]: r for r in data["readers"]}
+        assert by_name["丙三"]["whole_issue"] is True
+        assert by_name["甲一"]["recommended"][0].startswith("上海国际科技创新中心")
+        assert data["by_channel"] == {"email": 5, "wecom": 2}
+        status = json.loads(dispatch_sqlite.ok("status", str(issue), "--json"))
+        assert status["status"] == "finalized" and status["pending"] == 0
+        assert server.accepted == []
+
+
+def test_test_copy_goes_to_one_address_only(dispatch_sqlite, tmp_path):
+    with MailServer() as server:
+        issue = _install(dispatch_sqlite, tmp_path, server)
+        out = dispatch_sqlite.ok("send", str(issue), "--to", "editor@example.gov.cn",
+                                 "--recipient", "a1@example.gov.cn")
+        assert "editor@example.gov.cn" in out
+        [m] = server.accepted
+        assert list(m.rcpt_tos) == ["editor@example.gov.cn"]
+        assert "尊敬的甲一局长：" in email.message_from_bytes(
+            m.data, policy=email.policy.default).get_body(("html",)).get_content()
+        status = json.loads(dispatch_sqlite.ok("status", str(issue), "--json"))
+        assert status["status"] == "finalized" and status["pending"] == 0
+
+
+def test_send_refuses_a_draft(dispatch_sqlite):
+    issue = json.loads(dispatch_sqlite.ok("issues", "ingest", str(SAMPLE_ISSUE), "--json"))["id"]
+    r = dispatch_sqlite("send", str(issue))
+    assert r.exit_code == 1 and "draft" in r.stderr and "finalize" in r.stderr
+
+
+def test_scheduler_reconcile_plans_due_issues_once(dispatch, tmp_path):
+    from datetime import timedelta
+
+    from dispatch import clock
+    from dispatch.db.session import make_engine, session_factory
+
+    with MailServer() as server:
+        _install(dispatch, tmp_path, server)
+    sessions = session_factory(make_engine(dispatch.db_url))
+    later = clock.utcnow() + timedelta(minutes=1)
+    first = reconcile(sessions, timedelta(hours=24), now=later)
+    assert list(first.planned.values()) == [{"email": 5, "wecom": 2}]
+    again = reconcile(sessions, timedelta(hours=24), now=later + timedelta(seconds=30))
+    assert again.planned == {}
+    # Three days later, an issue finalized for "now" that nobody sent is overdue instead.
+    issue2 = json.loads(dispatch.ok("issues", "ingest", str(SAMPLE_ISSUE), "--json"))["id"]
+    dispatch.ok("issues", "finalize", str(issue2))
+    late = reconcile(sessions, timedelta(hours=24), now=clock.utcnow() + timedelta(days=3))
+    assert late.planned == {} and late.overdue == [issue2]
+    assert json.loads(dispatch.ok("status", str(issue2), "--json"))["overdue"] is False
