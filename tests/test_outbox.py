@@ -10,7 +10,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 
 from dispatch.db.models import Delivery, DeliveryAttempt, Issue, Reader, ReaderChannel
 from dispatch.deliver import outbox
@@ -402,6 +402,43 @@ def test_an_ack_for_an_earlier_claim_by_the_same_worker_is_fenced_by_attempt(ses
     with sessions.begin() as s:
         assert not outbox.ack_sent(s, "w1", first.delivery_id, late, attempt=first.attempts)
         assert outbox.ack_sent(s, "w1", second.delivery_id, late, attempt=second.attempts)
+
+
+def test_a_batch_ack_keeps_each_rows_reply_and_fences_rows_one_by_one(sessions):
+    planned_issue(sessions, n_email=6)
+    mine = claim(sessions, "w1", lease=60)
+    a, b, c, d, e, f = mine
+    # e's lease ran out and w2 took it: w1's ack for e must change nothing.
+    with sessions.begin() as s:
+        s.execute(
+            update(Delivery).where(Delivery.id == e.delivery_id).values(lease_owner="w2")
+        )
+    now = T0 + timedelta(seconds=3)
+    batch = [
+        (Outcome(a.delivery_id, "sent", "250 Ok: queued as AAA", "AAA"), a.attempts),
+        (Outcome(b.delivery_id, "sent", "250 Ok: queued as BBB", "BBB"), b.attempts),
+        (Outcome(c.delivery_id, "permanent", "550 5.1.1 no such user"), c.attempts),
+        (Outcome(d.delivery_id, "permanent", "552 5.2.2 mailbox full"), d.attempts),
+        (Outcome(e.delivery_id, "sent", "250 Ok: queued as EEE", "EEE"), e.attempts),
+        (Outcome(f.delivery_id, "temporary", "451 4.7.1 greylisted"), f.attempts),
+    ]
+    with sessions.begin() as s:
+        accepted = outbox.ack_many(s, "w1", batch, now, rng=random.Random(1))
+    assert accepted == {a.delivery_id, b.delivery_id, c.delivery_id, d.delivery_id, f.delivery_id}
+    got = {x.delivery_id: row(sessions, x.delivery_id) for x in mine}
+    assert [(got[x.delivery_id].state, got[x.delivery_id].provider_id) for x in (a, b)] == [
+        ("sent", "AAA"),
+        ("sent", "BBB"),
+    ]
+    assert [got[x.delivery_id].last_error for x in (c, d)] == [
+        "550 5.1.1 no such user",
+        "552 5.2.2 mailbox full",
+    ]
+    assert (got[e.delivery_id].state, got[e.delivery_id].lease_owner) == ("sending", "w2")
+    assert got[f.delivery_id].state == "retry"
+    assert attempts_of(sessions, a.delivery_id) == [("sent", "250 Ok: queued as AAA")]
+    assert attempts_of(sessions, d.delivery_id) == [("permanent", "552 5.2.2 mailbox full")]
+    assert attempts_of(sessions, e.delivery_id) == []
 
 
 def test_claims_from_racing_threads_are_disjoint_and_lose_nothing(sessions):

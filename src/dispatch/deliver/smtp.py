@@ -52,12 +52,15 @@ import aiosmtplib
 
 from dispatch.deliver.channel import Outcome, OutcomeKind, Outgoing
 from dispatch.deliver.ratelimit import TokenBucket
+from dispatch.deliver.smtp_wire import install as _install_wire
 from dispatch.errors import Refused
 
 if TYPE_CHECKING:
     from dispatch.config import Config
 
 log = logging.getLogger(__name__)
+
+_install_wire()  # see smtp_wire: same bytes on the wire, a third less CPU
 
 SECURITY = ("none", "starttls", "tls")
 # A connection unused for longer than this is checked with NOOP before a message is

@@ -226,15 +226,13 @@ class Worker:
             return set(), 0
         now = clock.utcnow()
         claims = [self._inflight[o.delivery_id] for o in outcomes]
-        sent = 0
         with transaction(self.ctx.sessions) as session:
-            for o, c in zip(outcomes, claims, strict=True):
-                accepted = outbox.ack(
-                    session, self.name, o, now,
-                    attempt=c.attempts, rng=self._rng, horizon=self.horizon,
-                    base=self.retry_base,
-                )
-                sent += accepted and o.kind == "sent"
+            accepted = outbox.ack_many(
+                session, self.name,
+                [(o, c.attempts) for o, c in zip(outcomes, claims, strict=True)], now,
+                rng=self._rng, horizon=self.horizon, base=self.retry_base,
+            )
+        sent = sum(o.kind == "sent" and o.delivery_id in accepted for o in outcomes)
         for o in outcomes:
             del self._inflight[o.delivery_id]
         issues = {c.issue_id for c in claims}
