@@ -359,6 +359,9 @@ def insert_readers(engine, n: int, seed: int) -> float:
                          [{"reader_id": r.id, "channel": "email"} for r in part])
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT setval(pg_get_serial_sequence('readers', 'id'), :n)"), {"n": n})
+    with engine.begin() as conn:
+        # A real list was imported days before publication: autovacuum has analyzed it.
+        conn.execute(text("ANALYZE"))
     return time.perf_counter() - t0
 
 

@@ -22,12 +22,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import case, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from dispatch.clock import utcnow
 from dispatch.db.models import (
     CHANNELS,
+    CLAIM_LEASED,
+    CLAIM_READY,
     DELIVERY_STATES,
     Delivery,
     DeliveryAttempt,
@@ -65,12 +67,19 @@ class Failure:
     attempts: int
 
 
-def _claimable(now: datetime, channels: Iterable[str]):
-    return (
-        Delivery.channel.in_(sorted(channels)),
-        (Delivery.state.in_(("queued", "retry")) & (Delivery.available_at <= now))
-        | ((Delivery.state == "sending") & (Delivery.lease_expires_at < now)),
-    )
+def _claimable(now: datetime, channels: Iterable[str]) -> list:
+    """The two kinds of claimable rows, each in the order of its partial index
+    (dispatch.db.models): leases that expired (a dead worker's rows) first, then rows
+    whose time has come, oldest first."""
+    of_channels = Delivery.channel.in_(sorted(channels))
+    return [
+        select(Delivery.id)
+        .where(text(CLAIM_LEASED), Delivery.lease_expires_at < now, of_channels)
+        .order_by(Delivery.lease_expires_at, Delivery.id),
+        select(Delivery.id)
+        .where(text(CLAIM_READY), Delivery.available_at <= now, of_channels)
+        .order_by(Delivery.available_at, Delivery.id),
+    ]
 
 
 def claim(
@@ -81,48 +90,49 @@ def claim(
     channels: set[str],
     now: datetime,
 ) -> list[Claimed]:
-    """Claim up to `limit` rows of the given channels, oldest first, for `lease_seconds`.
+    """Claim up to `limit` rows of the given channels for `lease_seconds`: expired
+    leases first, then the oldest available rows.
 
     PostgreSQL: SELECT … FOR UPDATE SKIP LOCKED, then UPDATE: concurrent workers get
-    disjoint rows without waiting for each other. SQLite: one UPDATE … WHERE id IN
-    (SELECT … LIMIT n) RETURNING …; SQLite has one writer, so claims serialize.
+    disjoint rows without waiting for each other. SQLite: UPDATE … WHERE id IN (SELECT …
+    LIMIT n) RETURNING …; SQLite has one writer, so claims serialize.
     """
     if limit <= 0 or not channels:
         return []
-    pick = (
-        select(Delivery.id)
-        .where(*_claimable(now, channels))
-        .order_by(Delivery.available_at, Delivery.id)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        ids = list(session.scalars(pick.with_for_update(skip_locked=True)))
-        if not ids:
-            return []
-        target = Delivery.id.in_(ids)
-    else:
-        target = Delivery.id.in_(pick.scalar_subquery())
-    stmt = (
-        update(Delivery)
-        .where(target)
-        .values(
-            state="sending",
-            lease_owner=worker_id,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            attempts=Delivery.attempts + 1,
+    postgres = session.get_bind().dialect.name == "postgresql"
+    rows = []
+    for pick in _claimable(now, channels):
+        want = limit - len(rows)
+        if want <= 0:
+            break
+        pick = pick.limit(want)
+        if postgres:
+            ids = list(session.scalars(pick.with_for_update(skip_locked=True)))
+            if not ids:
+                continue
+            target = Delivery.id.in_(ids)
+        else:
+            target = Delivery.id.in_(pick.scalar_subquery())
+        stmt = (
+            update(Delivery)
+            .where(target)
+            .values(
+                state="sending",
+                lease_owner=worker_id,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                attempts=Delivery.attempts + 1,
+            )
+            .returning(
+                Delivery.id,
+                Delivery.issue_id,
+                Delivery.reader_id,
+                Delivery.channel,
+                Delivery.token,
+                Delivery.attempts,
+            )
+            .execution_options(synchronize_session=False)
         )
-        .returning(
-            Delivery.id,
-            Delivery.issue_id,
-            Delivery.reader_id,
-            Delivery.channel,
-            Delivery.token,
-            Delivery.attempts,
-            Delivery.available_at,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    rows = sorted(session.execute(stmt).all(), key=lambda r: (r.available_at, r.id))
+        rows += sorted(session.execute(stmt).all(), key=lambda r: r.id)
     return [Claimed(r.id, r.issue_id, r.reader_id, r.channel, r.token, r.attempts) for r in rows]
 
 

@@ -15,7 +15,7 @@ import logging
 from collections import Counter
 from datetime import datetime
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -27,6 +27,7 @@ from dispatch.track.tokens import new_token
 log = logging.getLogger(__name__)
 
 CHUNK = 1000
+ANALYZE_AFTER = 1000  # new rows
 
 
 def plan_issue(
@@ -62,6 +63,11 @@ def plan_issue(
         ]
         planned.update(session.scalars(stmt, rows).all())
     result = dict(planned)
+    if sum(result.values()) >= ANALYZE_AFTER and insert is postgresql.insert:
+        # The outbox just grew by thousands of rows that autovacuum hasn't seen: without
+        # fresh statistics PostgreSQL plans each claim as a sort of the whole outbox
+        # (65 ms a claim at 100,000 rows, against 7 ms walking ix_deliveries_ready).
+        session.execute(text("ANALYZE deliveries"))
     log.info("planned issue %s: %s new deliveries %s", issue_id, sum(result.values()), result)
     return result
 
