@@ -10,7 +10,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import event, func, insert, select, update
 
 from dispatch.db.models import Delivery, DeliveryAttempt, Issue, Reader, ReaderChannel
 from dispatch.deliver import outbox
@@ -23,8 +23,10 @@ from dispatch.plan.due import (
     finish_done,
     finish_if_done,
     overdue,
+    unplanned,
 )
-from dispatch.plan.outbox import plan_issue
+from dispatch.plan.outbox import fan_out, plan_issue
+from dispatch.plan.reconcile import reconcile
 from dispatch.track.tokens import is_token
 
 T0 = datetime(2026, 12, 1, 0, 0)
@@ -208,7 +210,17 @@ def test_plan_pages_readers_in_chunks(sessions):
         assert s.scalar(select(func.count()).select_from(Delivery)) == 2514
 
 
-def test_two_planners_racing_plan_each_row_once(sessions):
+def in_one_transaction(sessions, issue_id, chunk):
+    with sessions.begin() as s:
+        return plan_issue(s, issue_id, now=T0, chunk=chunk)
+
+
+def chunk_by_chunk(sessions, issue_id, chunk):
+    return fan_out(sessions, issue_id, now=T0, chunk=chunk)
+
+
+@pytest.mark.parametrize("plan", [in_one_transaction, chunk_by_chunk])
+def test_two_planners_racing_plan_each_row_once(sessions, plan):
     with sessions.begin() as s:
         issue_id = add_issue(s)
         add_readers_fast(s, 300, ("email", "wecom"))
@@ -219,8 +231,7 @@ def test_two_planners_racing_plan_each_row_once(sessions):
     def planner():
         try:
             barrier.wait()
-            with sessions.begin() as s:
-                results.append(plan_issue(s, issue_id, now=T0, chunk=50))
+            results.append(plan(sessions, issue_id, 50))
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
@@ -233,6 +244,61 @@ def test_two_planners_racing_plan_each_row_once(sessions):
     assert sum(r["email"] for r in results) == sum(r["wecom"] for r in results) == 300
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Delivery)) == 600
+
+
+def test_fan_out_commits_chunk_by_chunk_and_the_issue_closes_only_when_planned(sessions):
+    """Workers can start on the first rows while the rest is planned, and an issue
+    whose first rows are all sent is not closed before its last chunk is in."""
+    with sessions.begin() as s:
+        issue_id = add_issue(s, "finalized", T0 - timedelta(minutes=1))
+        for i in range(5):
+            add_reader(s, f"r{i}")
+    with sessions.begin() as s:
+        assert claim_due(s, T0, LATE) == [issue_id]
+    engine = sessions.kw["bind"]
+    seen: list[tuple[int, bool]] = []
+
+    def look(session):  # noqa: ANN001 - what another process sees after each commit
+        with engine.connect() as conn:
+            rows = conn.scalar(select(func.count()).select_from(Delivery))
+            seen.append((rows, conn.scalar(select(Issue.planned).where(Issue.id == issue_id))))
+
+    event.listen(sessions, "after_commit", look)
+    try:
+        assert fan_out(sessions, issue_id, now=T0, chunk=2) == {"email": 5, "wecom": 0}
+    finally:
+        event.remove(sessions, "after_commit", look)
+    assert seen == [(2, False), (4, False), (5, False), (5, True)]
+
+
+def test_a_fan_out_cut_short_is_resumed_by_the_next_tick(sessions):
+    with sessions.begin() as s:
+        issue_id = add_issue(s, "finalized", T0 - timedelta(minutes=1))
+        for i in range(5):
+            add_reader(s, f"r{i}")
+    with sessions.begin() as s:
+        claim_due(s, T0, LATE)
+    # The process dies after committing the first chunk of two readers.
+    with sessions.begin() as s:
+        s.execute(insert(Delivery).values(
+            issue_id=issue_id, reader_id=1, channel="email", token="a" * 32, available_at=T0))
+        s.execute(insert(Delivery).values(
+            issue_id=issue_id, reader_id=2, channel="email", token="b" * 32, available_at=T0))
+    for held in claim(sessions, "w1"):
+        with sessions.begin() as s:
+            outbox.ack_sent(s, "w1", held.delivery_id, T0)
+    with sessions.begin() as s:
+        assert not finish_if_done(s, issue_id)  # its first rows are sent; not the issue
+        assert unplanned(s) == [issue_id]
+    later = T0 + timedelta(seconds=30)
+    result = reconcile(sessions, LATE, now=later)
+    assert result.planned == {issue_id: {"email": 3, "wecom": 0}}
+    assert result.finished == []
+    with sessions() as s:
+        issue = s.get(Issue, issue_id)
+        assert (issue.status, issue.planned) == ("sending", True)
+        assert s.scalar(select(func.count()).select_from(Delivery)) == 5
+        assert unplanned(s) == []
 
 
 def test_plan_refuses_an_issue_not_claimed_for_sending(sessions):

@@ -24,7 +24,7 @@ from dispatch.db.session import transaction
 from dispatch.deliver import outbox
 from dispatch.errors import Refused
 from dispatch.plan.due import PENDING_STATES, claim_for_send, overdue
-from dispatch.plan.outbox import plan_issue
+from dispatch.plan.outbox import fan_out
 
 out = Console(highlight=False)
 JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON")]
@@ -129,7 +129,7 @@ def send(
         return
     with transaction(c.sessions) as session:
         before = claim_for_send(session, issue_id)
-        planned = plan_issue(session, issue_id)
+    planned = fan_out(c.sessions, issue_id)
     if not as_json:
         out.print(f"issue {issue_id} ({ISSUE_WORDS[before]}): planned "
                   + ", ".join(f"{n} {ch}" for ch, n in planned.items()))

@@ -61,8 +61,12 @@ class Issue(Base):
     status: Mapped[str] = mapped_column(String(20), default="draft")
     publish_at: Mapped[datetime | None] = mapped_column(DateTime)
     finalized_at: Mapped[datetime | None] = mapped_column(DateTime)
-    # Set once the scheduler (or `dispatch send`) has planned the outbox for this issue.
+    # Set when the scheduler (or `dispatch send`) first claims the issue for fan-out.
     fanned_out_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # False while a fan-out is planning the outbox (it commits reader chunk by chunk, so
+    # workers start on the first rows at once); an issue is closed as sent only once
+    # its outbox is complete, and a fan-out cut short by a crash is resumed.
+    planned: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     sections: Mapped[list[Section]] = relationship(

@@ -4,12 +4,15 @@ Whether an issue is due, claimed or sent lives in the `issues` table, never in t
 scheduler: claiming is one conditional UPDATE (PostgreSQL and SQLite ≥ 3.35 alike), so two
 processes racing get disjoint sets and each issue is claimed exactly once.
 
-Claim and plan in one transaction: a crash between them then leaves the issue finalized
-and unplanned (claimed again on the next tick), never 'sending' with an empty outbox.
+A claim marks the issue 'sending' and not yet `planned`; planning then commits one chunk
+of readers at a time (workers start on the first rows at once) and marks it planned at
+the end. An issue is closed as sent only when planned; a fan-out cut short by a crash is
+found by `unplanned` and resumed (planning again plans only what is missing).
 
     with transaction(factory) as s:
-        for issue_id in claim_due(s, now, max_lateness):
-            plan_issue(s, issue_id, now=now)
+        claimed = claim_due(s, now, max_lateness)
+    for issue_id in claimed:
+        fan_out(factory, issue_id, now=now)   # dispatch.plan.outbox
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ def claim_due(session: Session, now: datetime, max_lateness: timedelta) -> list[
             Issue.publish_at >= now - max_lateness,
             Issue.fanned_out_at.is_(None),
         )
-        .values(status="sending", fanned_out_at=now)
+        .values(status="sending", fanned_out_at=now, planned=False)
         .returning(Issue.id, Issue.publish_at)
         .execution_options(synchronize_session=False)
     )
@@ -89,7 +92,9 @@ def claim_for_send(session: Session, issue_id: int, now: datetime | None = None)
     result = session.execute(
         update(Issue)
         .where(Issue.id == issue_id, Issue.status != "draft")
-        .values(status="sending", fanned_out_at=func.coalesce(Issue.fanned_out_at, now))
+        .values(
+            status="sending", fanned_out_at=func.coalesce(Issue.fanned_out_at, now), planned=False
+        )
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # SQLite reads without a lock: it changed in between
@@ -114,7 +119,7 @@ def finish_if_done(session: Session, issue_id: int) -> bool:
     # One conditional statement, so SQLite (no row locks) can't interleave a requeue.
     result = session.execute(
         update(Issue)
-        .where(Issue.id == issue_id, Issue.status == "sending", ~pending)
+        .where(Issue.id == issue_id, Issue.status == "sending", Issue.planned.is_(True), ~pending)
         .values(status="sent")
         .execution_options(synchronize_session=False)
     )
@@ -122,6 +127,28 @@ def finish_if_done(session: Session, issue_id: int) -> bool:
         return False
     log.info("issue %s sent", issue_id)
     return True
+
+
+def unplanned(session: Session) -> list[int]:
+    """Issues claimed for fan-out whose planning has not completed: a crash cut it short,
+    or another process is planning right now (planning twice is harmless)."""
+    return list(
+        session.scalars(
+            select(Issue.id)
+            .where(Issue.status == "sending", Issue.planned.is_(False))
+            .order_by(Issue.id)
+        )
+    )
+
+
+def mark_planned(session: Session, issue_id: int) -> None:
+    """The issue's outbox is complete: from now on it may be closed as sent."""
+    session.execute(
+        update(Issue)
+        .where(Issue.id == issue_id, Issue.status == "sending")
+        .values(planned=True)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def finish_done(session: Session) -> list[int]:

@@ -5,6 +5,10 @@ twice plans nothing new and two processes planning the same issue at once can't 
 row. Each row gets its own fresh token (dispatch.track.tokens), made in Python. Readers are
 read in keyset-paginated chunks, so 100,000 readers never sit in memory at once.
 
+`fan_out` commits each chunk on its own (workers start on the first rows while the rest
+is planned) and marks the issue planned at the end; `plan_issue` does the same in the
+caller's one transaction.
+
 Every channel a reader chose is planned, configured here or not: a row for a channel no
 worker serves waits in 'queued' (never failed, never lost) until one does.
 """
@@ -17,11 +21,13 @@ from datetime import datetime
 
 from sqlalchemy import exists, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from dispatch.clock import utcnow
 from dispatch.db.models import CHANNELS, Delivery, Issue, Reader, ReaderChannel
+from dispatch.db.session import transaction
 from dispatch.errors import Refused
+from dispatch.plan.due import mark_planned
 from dispatch.track.tokens import new_token
 
 log = logging.getLogger(__name__)
@@ -33,9 +39,48 @@ ANALYZE_AFTER = 1000  # new rows
 def plan_issue(
     session: Session, issue_id: int, *, now: datetime | None = None, chunk: int = CHUNK
 ) -> dict[str, int]:
-    """Plan the outbox of one issue; return how many new rows per channel (every channel
-    present, 0 when nothing new). The caller commits (with the claim: see plan.due)."""
+    """Plan the whole outbox of one issue in the caller's transaction and mark it
+    planned; return how many new rows per channel (every channel present, 0 when
+    nothing new)."""
     now = now or utcnow()
+    planned: Counter[str] = Counter({c: 0 for c in CHANNELS})
+    after: int | None = 0
+    while after is not None:
+        counts, after = _plan_chunk(session, issue_id, now, after, chunk)
+        planned.update(counts)
+    return _finish(session, issue_id, planned)
+
+
+def fan_out(
+    sessions: sessionmaker[Session],
+    issue_id: int,
+    *,
+    now: datetime | None = None,
+    chunk: int = CHUNK,
+) -> dict[str, int]:
+    """Plan the outbox of a claimed issue one chunk of readers per transaction, so the
+    workers start on the first rows while the rest is planned; mark it planned at the
+    end. Safe to run again after a crash, or twice at once: it adds only what is
+    missing."""
+    now = now or utcnow()
+    planned: Counter[str] = Counter({c: 0 for c in CHANNELS})
+    after: int | None = 0
+    while after is not None:
+        first = after == 0
+        with transaction(sessions) as session:
+            counts, after = _plan_chunk(session, issue_id, now, after, chunk)
+            if first and after is not None:
+                _analyze(session)  # more to come, and workers claim from now on
+        planned.update(counts)
+    with transaction(sessions) as session:
+        return _finish(session, issue_id, planned)
+
+
+def _plan_chunk(
+    session: Session, issue_id: int, now: datetime, after: int, chunk: int
+) -> tuple[Counter[str], int | None]:
+    """Plan the readers after id `after`, up to `chunk` of them: the new rows per
+    channel, and where the next chunk starts (None when this was the last)."""
     status = session.scalar(select(Issue.status).where(Issue.id == issue_id))
     if status is None:
         raise Refused(f"issue {issue_id}: no such issue")
@@ -45,7 +90,7 @@ def plan_issue(
             f"issue {issue_id} is {status}, not sending: it is planned when due, "
             "or by `dispatch send`"
         )
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    insert = postgresql.insert if _is_postgres(session) else sqlite.insert
     # One statement, compiled once and cached; each chunk runs as an executemany that
     # SQLAlchemy sends as multi-row INSERTs ("insertmanyvalues"), RETURNING included.
     # What all rows share is bound once here: per-row binds dominate the cost.
@@ -55,57 +100,68 @@ def plan_issue(
         .on_conflict_do_nothing(index_elements=["issue_id", "reader_id", "channel"])
         .returning(Delivery.__table__.c.channel)
     )
-    planned: Counter[str] = Counter({c: 0 for c in CHANNELS})
-    for targets in _targets(session, issue_id, chunk):
+    counts: Counter[str] = Counter()
+    ids, targets = _targets(session, issue_id, after, chunk)
+    if targets:
         rows = [
             {"reader_id": reader_id, "channel": channel, "token": new_token()}
             for reader_id, channel in targets
         ]
-        planned.update(session.scalars(stmt, rows).all())
+        counts.update(session.scalars(stmt, rows).all())
+    return counts, (ids[-1] if len(ids) == chunk else None)
+
+
+def _finish(session: Session, issue_id: int, planned: Counter[str]) -> dict[str, int]:
+    mark_planned(session, issue_id)
     result = dict(planned)
-    if sum(result.values()) >= ANALYZE_AFTER and insert is postgresql.insert:
-        # The outbox just grew by thousands of rows that autovacuum hasn't seen: without
-        # fresh statistics PostgreSQL plans each claim as a sort of the whole outbox
-        # (65 ms a claim at 100,000 rows, against 7 ms walking ix_deliveries_ready).
-        session.execute(text("ANALYZE deliveries"))
+    if sum(result.values()) >= ANALYZE_AFTER:
+        _analyze(session)
     log.info("planned issue %s: %s new deliveries %s", issue_id, sum(result.values()), result)
     return result
 
 
-def _targets(session: Session, issue_id: int, chunk: int):
-    """(reader id, channel) of active readers not yet planned, `chunk` readers at a time,
-    paged by reader id (two small indexed queries a chunk: no cursor stays open across
-    the inserts)."""
-    after = 0
-    while True:
-        ids = session.scalars(
-            select(Reader.id)
-            .where(Reader.status == "active", Reader.id > after)
-            .order_by(Reader.id)
-            .limit(chunk)
-        ).all()
-        if not ids:
-            return
-        planned = exists().where(
-            Delivery.issue_id == issue_id,
-            Delivery.reader_id == ReaderChannel.reader_id,
-            Delivery.channel == ReaderChannel.channel,
+def _analyze(session: Session) -> None:
+    """The outbox just grew by thousands of rows that autovacuum hasn't seen: without
+    fresh statistics PostgreSQL plans each claim as a sort of the whole outbox (65 ms a
+    claim at 100,000 rows, against 7 ms walking ix_deliveries_ready)."""
+    if _is_postgres(session):
+        session.execute(text("ANALYZE deliveries"))
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _targets(
+    session: Session, issue_id: int, after: int, chunk: int
+) -> tuple[list[int], list[tuple[int, str]]]:
+    """The next `chunk` active readers after id `after` (their ids), and the (reader id,
+    channel) pairs among them not yet planned: two small indexed queries, no cursor
+    held open across the inserts."""
+    ids = session.scalars(
+        select(Reader.id)
+        .where(Reader.status == "active", Reader.id > after)
+        .order_by(Reader.id)
+        .limit(chunk)
+    ).all()
+    if not ids:
+        return [], []
+    planned = exists().where(
+        Delivery.issue_id == issue_id,
+        Delivery.reader_id == ReaderChannel.reader_id,
+        Delivery.channel == ReaderChannel.channel,
+    )
+    batch = session.execute(
+        select(ReaderChannel.reader_id, ReaderChannel.channel)
+        .join(Reader, Reader.id == ReaderChannel.reader_id)
+        .where(
+            ReaderChannel.reader_id.between(ids[0], ids[-1]),
+            Reader.id.between(ids[0], ids[-1]),
+            Reader.status == "active",
+            # Skip what is planned already (on the unique index): planning again
+            # makes no tokens for nothing. ON CONFLICT still settles races.
+            ~planned,
         )
-        batch = session.execute(
-            select(ReaderChannel.reader_id, ReaderChannel.channel)
-            .join(Reader, Reader.id == ReaderChannel.reader_id)
-            .where(
-                ReaderChannel.reader_id.between(ids[0], ids[-1]),
-                Reader.id.between(ids[0], ids[-1]),
-                Reader.status == "active",
-                # Skip what is planned already (on the unique index): planning again
-                # makes no tokens for nothing. ON CONFLICT still settles races.
-                ~planned,
-            )
-            .order_by(ReaderChannel.reader_id, ReaderChannel.channel)
-        ).all()
-        if batch:
-            yield [(r.reader_id, r.channel) for r in batch]
-        if len(ids) < chunk:
-            return
-        after = ids[-1]
+        .order_by(ReaderChannel.reader_id, ReaderChannel.channel)
+    ).all()
+    return list(ids), [(r.reader_id, r.channel) for r in batch]

@@ -2,7 +2,8 @@
 
 Whether an issue is due, claimed or sent lives in our tables (never in APScheduler's),
 so restarts, downtime and several processes are harmless: the claim is one UPDATE …
-RETURNING, and planning inserts with ON CONFLICT DO NOTHING.
+RETURNING, and planning inserts with ON CONFLICT DO NOTHING, chunk by chunk, and is
+resumed by the next tick if a crash cut it short.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dispatch import clock
 from dispatch.db.session import transaction
-from dispatch.plan.due import claim_due, finish_done, overdue
-from dispatch.plan.outbox import plan_issue
+from dispatch.plan.due import claim_due, finish_done, overdue, unplanned
+from dispatch.plan.outbox import fan_out
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,14 @@ def reconcile(
 ) -> Reconciled:
     now = now or clock.utcnow()
     out = Reconciled()
-    # Claim and plan in one transaction: a crash between the two must not leave an
-    # issue 'sending' with an empty outbox (it would be closed as sent).
     with transaction(sessions) as session:
-        for issue_id in claim_due(session, now, max_lateness):
-            out.planned[issue_id] = plan_issue(session, issue_id, now=now)
+        claimed = claim_due(session, now, max_lateness)
+        # Claimed before and not planned to the end: a crash cut the fan-out short.
+        resumed = [i for i in unplanned(session) if i not in claimed]
+    for issue_id in resumed:
+        log.warning("issue %s: its outbox is not fully planned (cut short, or planning elsewhere): planning what is missing", issue_id)
+    for issue_id in [*claimed, *resumed]:
+        out.planned[issue_id] = fan_out(sessions, issue_id, now=now)
     with transaction(sessions) as session:
         out.overdue = [i.id for i in overdue(session, now, max_lateness)]
         out.finished = finish_done(session)
