@@ -82,6 +82,11 @@ def migrate(engine: Engine) -> bool:
     return True
 
 
+def is_postgres(session: Session) -> bool:
+    """Whether the session talks to PostgreSQL (else SQLite): where the two need different SQL."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 

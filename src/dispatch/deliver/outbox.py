@@ -36,6 +36,7 @@ from dispatch.db.models import (
     Issue,
     Reader,
 )
+from dispatch.db.session import is_postgres
 from dispatch.deliver.channel import Outcome
 from dispatch.deliver.retry import BASE, HORIZON, backoff, describe_span, gives_up
 from dispatch.errors import Refused
@@ -99,7 +100,7 @@ def claim(
     """
     if limit <= 0 or not channels:
         return []
-    postgres = session.get_bind().dialect.name == "postgresql"
+    postgres = is_postgres(session)
     rows = []
     for pick in _claimable(now, channels):
         want = limit - len(rows)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from dispatch.clock import show, utcnow
 from dispatch.db.models import Delivery, Issue
+from dispatch.db.session import is_postgres
 from dispatch.errors import Refused
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,6 @@ def lock_issue(session: Session, issue_id: int):
     stmt = select(Issue.id, Issue.status, Issue.publish_at, Issue.fanned_out_at).where(
         Issue.id == issue_id
     )
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgres(session):
         stmt = stmt.with_for_update()
     return session.execute(stmt).one_or_none()
