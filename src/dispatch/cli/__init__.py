@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import traceback
 from typing import Annotated
 
 import typer
@@ -13,11 +15,13 @@ from typer.core import TyperGroup
 
 from dispatch.config import load
 from dispatch.context import Context
+from dispatch.db.errors import describe as describe_database_fault
 from dispatch.errors import REFUSALS
 
 
 class _Group(TyperGroup):
-    """Turns refusals into a message on stderr and exit code 1, for every command."""
+    """Turns refusals and database faults into one line on stderr and exit code 1, for
+    every command; `-v` prints the traceback of a database fault before its line."""
 
     def invoke(self, ctx):  # noqa: ANN001 - typer's bundled click Context
         try:
@@ -25,6 +29,23 @@ class _Group(TyperGroup):
         except REFUSALS as exc:
             err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(1) from exc
+        except Exception as exc:
+            line = _database_fault(ctx.obj, exc)
+            if line is None:
+                raise
+            if ctx.params.get("verbose"):
+                sys.stderr.write("".join(traceback.format_exception(exc)))
+            err.print(f"[red]error:[/red] {escape(line)}", soft_wrap=True)
+            raise typer.Exit(1) from exc
+
+
+def _database_fault(obj: Context | None, exc: Exception) -> str | None:
+    if obj is None:  # the settings could not even be read: not a database fault
+        return None
+    cfg = obj.config
+    return describe_database_fault(
+        exc, cfg.database_url, busy_timeout=cfg.database.busy_timeout_seconds
+    )
 
 
 app = typer.Typer(

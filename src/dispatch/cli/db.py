@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import typer
-from sqlalchemy.engine import make_url
 
 from dispatch.cli import context
+from dispatch.db.errors import masked
 from dispatch.db.session import current_revision, head_revision
 
 app = typer.Typer(no_args_is_help=True)
@@ -22,5 +22,5 @@ def upgrade(ctx: typer.Context) -> None:
 def info(ctx: typer.Context) -> None:
     """Show the database in use (without its password) and the schema revision."""
     c = context(ctx)
-    typer.echo(make_url(c.config.database_url).render_as_string(hide_password=True))
+    typer.echo(masked(c.config.database_url))
     typer.echo(f"schema {current_revision(c.engine)}")
