@@ -55,8 +55,8 @@ def test_a_secret_in_the_file_is_refused(tmp_path):
     [
         ('[smtp]\nprot = 25\n', ["[smtp]", "prot"]),
         ('[smpt]\nport = 25\n', ["[smpt]"]),
-        ('[smtp]\nport = "many"\n', ["smtp", "port", "int"]),
-        ("[smtp\n", ["not valid TOML"]),
+        ('[smtp]\nport = "many"\n', ["smtp", "port", "应为整数", "'many'"]),
+        ("[smtp\n", [":1：不是有效的 TOML"]),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path, content, words):
@@ -76,7 +76,7 @@ def test_bad_environment_value_is_named():
 
 
 def test_missing_named_config_is_refused(tmp_path):
-    with pytest.raises(Refused, match="not found"):
+    with pytest.raises(Refused, match="配置文件不存在"):
         load(tmp_path / "nope.toml", env={})
 
 
@@ -85,4 +85,41 @@ def test_a_word_outside_the_choices_is_refused(tmp_path):
     f.write_text('[smtp]\nsecurity = "ssl"\n', encoding="utf-8")
     with pytest.raises(Refused) as e:
         load(f, env={})
-    assert "security" in str(e.value) and "starttls" in str(e.value)
+    assert "security" in str(e.value) and "starttls" in str(e.value) and "只能是" in str(e.value)
+
+
+def test_a_password_in_the_database_url_in_the_file_is_refused(tmp_path):
+    f = tmp_path / "config.toml"
+    f.write_text('[database]\nurl = "postgresql://postgres:hunter2@db.example:5432/dispatch"\n',
+                 encoding="utf-8")
+    with pytest.raises(Refused) as e:
+        load(f, env={})
+    message = str(e.value)
+    assert str(f) in message and "[database] url" in message and "密码" in message
+    assert "$DISPATCH_DATABASE_URL" in message
+    assert "hunter2" not in message
+
+
+def test_a_password_in_any_url_in_the_file_is_refused(tmp_path):
+    f = tmp_path / "config.toml"
+    f.write_text('[web]\nbase_url = "https://staff:hunter2@news.example.gov.cn"\n', encoding="utf-8")
+    with pytest.raises(Refused) as e:
+        load(f, env={})
+    assert "[web] base_url" in str(e.value) and "密码" in str(e.value)
+    assert "hunter2" not in str(e.value)
+
+
+def test_a_url_without_password_in_the_file_is_fine(tmp_path):
+    f = tmp_path / "config.toml"
+    f.write_text('[database]\nurl = "postgresql://postgres@db.example:5432/dispatch"\n'
+                 '[smtp]\nfrom = "情报所 <news@example.gov.cn>"\n', encoding="utf-8")
+    assert load(f, env={}).database_url == "postgresql://postgres@db.example:5432/dispatch"
+
+
+def test_a_database_url_with_password_from_the_environment_is_accepted_and_not_shown(tmp_path):
+    f = tmp_path / "config.toml"
+    f.write_text('[database]\nurl = "postgresql://postgres@db.example:5432/dispatch"\n', encoding="utf-8")
+    url = "postgresql://postgres:hunter2@db.example:5432/dispatch"
+    cfg = load(f, env={"DISPATCH_DATABASE_URL": url})
+    assert cfg.database_url == url
+    assert "hunter2" not in repr(cfg)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dispatch.errors import Refused
 
@@ -23,7 +25,9 @@ SECRET_WORDS = ("password", "secret", "token", "aes_key", "api_key")
 
 @dataclass
 class DatabaseConfig:
-    url: str = "sqlite:///var/dispatch.db"
+    # With a password only from $DISPATCH_DATABASE_URL; kept out of repr for that reason.
+    url: str = field(default="sqlite:///var/dispatch.db", repr=False)
+    busy_timeout_seconds: float = 30.0  # SQLite: how long a write waits for another's lock
 
 
 @dataclass
@@ -164,10 +168,11 @@ def _coerce(value: Any, typ: type, where: str) -> Any:
                 pass
     elif typ is str and isinstance(value, str):
         return value
-    raise Refused(f"{where}: expected {typ.__name__}, got {value!r}")
+    raise Refused(f"{where}：应为{_TYPE_WORDS[typ]}，实际是 {value!r}")
 
 
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+_TYPE_WORDS = {str: "文字", int: "整数", float: "数字", bool: "true 或 false"}
 
 
 def _apply(section: str, values: Mapping[str, Any], cfg: Config, where: str) -> None:
@@ -176,13 +181,34 @@ def _apply(section: str, values: Mapping[str, Any], cfg: Config, where: str) -> 
     for key, value in values.items():
         if any(word in key.lower() for word in SECRET_WORDS):
             raise Refused(
-                f"{where}: '{key}' is a secret and is not read from here; "
-                f"set ${ENV_PREFIX}{section.upper()}_{key.upper()} in the environment"
+                f"{where}：'{key}' 是密钥，不从这里读取；"
+                f"请在环境变量 ${ENV_PREFIX}{section.upper()}_{key.upper()} 中设置"
             )
         if key not in fields:
-            raise Refused(f"{where}: unknown key '{key}' (known: {', '.join(sorted(fields))})")
+            raise Refused(f"{where}：没有 '{key}' 这一项（可用：{', '.join(sorted(fields))}）")
         f = fields[key]
         setattr(section_obj, f.name, _coerce(value, _TYPES[str(f.type)], f"{where}.{key}"))
+
+
+def _refuse_url_passwords(section: str, values: Mapping[str, Any], where: str) -> None:
+    """A `user:password@` in a URL is a secret like any other: the file may not hold it."""
+    for key, value in values.items():
+        if not isinstance(value, str) or "://" not in value:
+            continue
+        try:
+            password = urlsplit(value).password
+        except ValueError:
+            continue
+        if not password:
+            continue
+        if (section, key) == ("database", "url"):
+            hint = (
+                f"请把带密码的网址放进环境变量 ${ENV_PREFIX}DATABASE_URL，"
+                "文件里删掉这一项或只留不带密码的网址"
+            )
+        else:
+            hint = "请去掉网址里的密码（密码只从环境变量读取）"
+        raise Refused(f"{where} {key}：网址里带着密码，密码不能写在配置文件里；{hint}")
 
 
 # Keys whose value must be one of a few words.
@@ -206,23 +232,29 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
     if file.exists():
         try:
             data = tomllib.loads(file.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise Refused(f"{file}: not valid TOML: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise Refused(f"{file}：不是 UTF-8 编码的文本，请存为 UTF-8") from exc
+        except tomllib.TOMLDecodeError as exc:
+            # tomllib says where only inside its English message: "… (at line 3, column 7)".
+            at = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+            place = f"{file}:{at[1]}" if at else str(file)
+            raise Refused(f"{place}：不是有效的 TOML（{exc}）") from exc
         for name, values in data.items():
             if name not in SECTIONS or not isinstance(values, dict):
-                raise Refused(f"{file}: unknown section [{name}] (known: {', '.join(SECTIONS)})")
+                raise Refused(f"{file}：没有 [{name}] 这一节（可用：{', '.join(SECTIONS)}）")
+            _refuse_url_passwords(name, values, f"{file} [{name}]")
             _apply(name, values, cfg, f"{file} [{name}]")
         cfg.base_dir = file.resolve().parent
         cfg.source = file.resolve()
     elif chosen:
-        raise Refused(f"{file}: config file not found")
+        raise Refused(f"{file}：配置文件不存在")
 
     for var, value in env.items():
         if not var.startswith(ENV_PREFIX) or "__" not in var:
             continue
         section, _, key = var[len(ENV_PREFIX):].lower().partition("__")
         if section not in SECTIONS:
-            raise Refused(f"${var}: unknown section '{section}'")
+            raise Refused(f"${var}：没有 [{section}] 这一节（可用：{', '.join(SECTIONS)}）")
         _apply(section, {key: value}, cfg, f"${var}")
     if env.get(ENV_PREFIX + "DATABASE_URL"):
         cfg.database.url = env[ENV_PREFIX + "DATABASE_URL"]
@@ -231,7 +263,7 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
         value = getattr(getattr(cfg, section), key)
         if value not in allowed:
             raise Refused(
-                f"[{section}] {key} = {value!r} ({cfg.source or 'environment'}): "
-                f"must be one of {', '.join(allowed)}"
+                f"[{section}] {key} = {value!r}（{cfg.source or '环境变量'}）："
+                f"只能是 {', '.join(allowed)} 之一"
             )
     return cfg
