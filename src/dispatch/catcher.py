@@ -7,6 +7,7 @@ and open what readers would have received. Not a relay: nothing leaves the machi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
+from dispatch.deliver.smtp import is_loopback
 from dispatch.errors import Refused
 
 log = logging.getLogger(__name__)
@@ -37,23 +39,44 @@ class SaveToFolder:
             f"X-Catcher-Rcpt-To: {', '.join(envelope.rcpt_tos)}\r\n"
         ).encode()
         tmp = name.with_suffix(".part")
-        tmp.write_bytes(head + envelope.original_content)
-        tmp.rename(name)  # a reader of the folder never sees half a message
+        try:
+            tmp.write_bytes(head + envelope.original_content)
+            tmp.rename(name)  # a reader of the folder never sees half a message
+        except OSError as exc:
+            # Our own fault (disk full, folder gone or not writable): temporary, so the
+            # sender keeps the message and tries again instead of failing the reader.
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            log.warning("mail catcher: could not store a message in %s: %s", self.folder, exc)
+            return "451 4.3.0 Local error storing the message; try again later"
         self.received += 1
         return f"250 2.0.0 Ok: queued as C{n:06d}"
 
 
 def start(host: str, port: int, folder: Path) -> tuple[Controller, SaveToFolder]:
-    handler = SaveToFolder(folder)
+    try:
+        handler = SaveToFolder(folder)
+    except OSError as exc:
+        raise Refused(f"邮件收集器：建不了存信的文件夹 {folder}（{exc.strerror or exc}）") from exc
     controller = Controller(handler, hostname=host, port=port, data_size_limit=50 * 2**20)
     try:
         controller.start()
     except OSError as exc:
         raise Refused(
-            f"mail catcher: can't listen on {host}:{port} ({exc.strerror or exc}); "
-            "is another one running?"
+            f"邮件收集器：在 {host}:{port} 上监听不了（{exc.strerror or exc}）；"
+            "是不是已经有一个在运行？"
         ) from exc
     return controller, handler
+
+
+def exposure_warning(host: str) -> str | None:
+    """A warning when `host` reaches beyond this machine: anyone there could fill the disk."""
+    if is_loopback(host):
+        return None
+    return (
+        f"注意：邮件收集器在 {host} 上监听，不只是本机：同一网络里谁都能往里投信、塞满磁盘；"
+        "只在本机试用请用 --listen 127.0.0.1:端口"
+    )
 
 
 def serve_forever(host: str, port: int, folder: Path) -> None:

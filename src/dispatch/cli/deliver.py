@@ -302,13 +302,18 @@ def catcher(
     listen: Annotated[str | None, typer.Option("--listen", help="host:port (default: [smtp] host and port)")] = None,
 ) -> None:
     """A local mail catcher: receives on loopback and keeps each message as an .eml file."""
-    from dispatch.catcher import serve_forever
+    from dispatch.catcher import exposure_warning, serve_forever
 
     c = context(ctx)
     host, port = (c.config.smtp.host, c.config.smtp.port)
     if listen:
         h, _, p = listen.rpartition(":")
-        host, port = h or "127.0.0.1", int(p)
+        if not p.isdigit():
+            raise Refused(f"--listen {listen}：应为 主机:端口，如 127.0.0.1:2525")
+        host, port = h.strip("[]") or "127.0.0.1", int(p)
+    warning = exposure_warning(host)
+    if warning:
+        Console(stderr=True, highlight=False).print(f"[yellow]{escape(warning)}[/yellow]", soft_wrap=True)
     _service_logging()
     serve_forever(host, port, c.config.path(str(folder)))
 
