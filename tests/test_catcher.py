@@ -39,6 +39,7 @@ class Catcher:
         self.port = int(port)
         self.folder = folder
         (home / "catcher.toml").write_text("", encoding="utf-8")
+        (home / "var").mkdir(exist_ok=True)  # the default database's folder must exist
         cmd = [sys.executable, "-m", "dispatch", "--config", str(home / "catcher.toml"),
                "catcher", "--dir", str(folder), "--listen", listen]
         self.proc = subprocess.Popen(

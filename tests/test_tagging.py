@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import shutil
 import tomllib
 from pathlib import Path
 
@@ -34,9 +33,6 @@ def split_sample(path: Path) -> dict[str, tuple[str, list[str]]]:
     Deliberately tiny and independent of the ingest parser: a `●` line opens a section,
     the next line is the article's title (编者的话 has none), bare numbers are page numbers.
     """
-    if not path.exists():  # another helper provides it; fall back to the shared sample
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile("/work/shared/samples/issue-sample.txt", path)
     articles: dict[str, tuple[str, list[str]]] = {}
     body: list[str] = []
     expect_title = False

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pytest
 import uvicorn
 from conftest import REPO, SAMPLE_ISSUE
+from smtp_servers import free_port
 
 from dispatch import editorial
 from dispatch.config import Config
@@ -22,6 +25,7 @@ from dispatch.db.models import Delivery, Reader, ReaderIndustry
 from dispatch.db.session import transaction
 from dispatch.ingest import parse_file
 from dispatch.render.digest import article_views, link_targets
+from dispatch.service import web_config
 from dispatch.track.tokens import new_token
 from dispatch.web.app import PageEvent, create_app
 
@@ -191,6 +195,57 @@ def test_events_reach_the_hook(site):
     target = link_targets(view)[3]
     assert kinds == [("web_view", None, None), ("click", target, 3), ("article_view", target, None)]
     assert len({e.delivery_id for e in site.events}) == 1
+
+
+@contextmanager
+def _served(site: Site, trusted: list[str]) -> Iterator[tuple[int, list[PageEvent]]]:
+    """The site's app served as `dispatch run` serves it (service.web_config), on a port
+    of its own, with these trusted proxies."""
+    port = free_port()
+    web = dataclasses.replace(
+        site.context.config.web, listen=f"127.0.0.1:{port}", trusted_proxies=trusted
+    )
+    config = dataclasses.replace(site.context.config, web=web)
+    events: list[PageEvent] = []
+    server = uvicorn.Server(web_config(config, create_app(site.context, on_event=events.append)))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield port, events
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def _client_seen(port: int, events: list[PageEvent], token: str, peer: str) -> str | None:
+    """The client address the app records for a page asked for from `peer` (a loopback
+    address), through a proxy that says the reader is at 203.0.113.7."""
+    events.clear()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(peer, 0))
+    try:
+        conn.request("GET", f"/w/{token}", headers={
+            "X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https",
+        })
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()
+    (event,) = events
+    return event.client_ip
+
+
+def test_forwarded_address_is_believed_only_from_a_trusted_proxy(site):
+    with _served(site, ["127.0.0.1"]) as (port, events):
+        assert _client_seen(port, events, site.token, "127.0.0.1") == "203.0.113.7"
+        # Any other peer may be a reader posing as someone else: its own address stands.
+        assert _client_seen(port, events, site.token, "127.0.0.2") == "127.0.0.2"
+    with _served(site, ["127.0.0.0/30"]) as (port, events):
+        assert _client_seen(port, events, site.token, "127.0.0.2") == "203.0.113.7"
+    with _served(site, []) as (port, events):  # the default: nobody is trusted
+        assert _client_seen(port, events, site.token, "127.0.0.1") == "127.0.0.1"
 
 
 @pytest.mark.parametrize(

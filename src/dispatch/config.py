@@ -3,20 +3,27 @@
 Lookup: --config PATH, else $DISPATCH_CONFIG, else ./config.toml (optional: the embedded
 defaults run without one). Any key can be set as DISPATCH_<SECTION>__<KEY>
 (DISPATCH_SMTP__PORT=2525); $DISPATCH_DATABASE_URL sets the database URL.
+
+Relative paths are resolved from the config file's folder (the folder of the path given,
+a symlink not followed), never from the working folder. Without a config file that
+folder is the per-user instance folder (user_instance_dir). Templates, rules and the
+reader-list folder default to the packaged copies (dispatch.defaults).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from dispatch import defaults
 from dispatch.errors import Refused
 
 ENV_PREFIX = "DISPATCH_"
@@ -34,6 +41,8 @@ class DatabaseConfig:
 class WebConfig:
     listen: str = "127.0.0.1:8080"
     base_url: str = "http://127.0.0.1:8080"
+    # Peers whose X-Forwarded-For/-Proto are believed (addresses or networks); none by default.
+    trusted_proxies: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -84,15 +93,19 @@ class DeliveryConfig:
     retry_base_seconds: float = 60.0
 
 
+def _packaged(relative: str) -> Callable[[], str]:
+    return lambda: str(defaults.path(relative))
+
+
 @dataclass
 class TaggingConfig:
-    rules: str = "rules/industries.toml"
+    rules: str = field(default_factory=_packaged(defaults.RULES))
 
 
 @dataclass
 class PathsConfig:
-    templates: str = "templates"
-    recipients: str = "recipients"
+    templates: str = field(default_factory=_packaged(defaults.TEMPLATES))
+    recipients: str = field(default_factory=_packaged(defaults.RECIPIENTS))
 
 
 @dataclass
@@ -125,7 +138,7 @@ class Config:
     paths: PathsConfig = field(default_factory=PathsConfig)
     secrets: Secrets = field(default_factory=Secrets, repr=False)
     # Relative paths in the file are relative to the file's folder.
-    base_dir: Path = field(default_factory=Path.cwd)
+    base_dir: Path = field(default_factory=lambda: user_instance_dir(os.environ))
     source: Path | None = None
 
     def path(self, relative: str) -> Path:
@@ -141,6 +154,19 @@ class Config:
             if not Path(db_path).is_absolute():
                 return prefix + str(self.path(db_path))
         return url
+
+
+def user_instance_dir(env: Mapping[str, str]) -> Path:
+    """Where dispatch keeps its data when no config file is used: per user, not per folder."""
+    base = env.get("XDG_DATA_HOME")
+    try:
+        root = Path(base) if base else Path.home() / ".local" / "share"
+    except RuntimeError as exc:  # no HOME and no passwd entry
+        raise Refused(
+            "没有配置文件，也找不到用户主目录来存放数据：请用 --config 指定配置文件"
+            "（dispatch init 文件夹 可以生成一份）"
+        ) from exc
+    return root / "dispatch"
 
 
 def _key_name(f: dataclasses.Field) -> str:
@@ -168,11 +194,17 @@ def _coerce(value: Any, typ: type, where: str) -> Any:
                 pass
     elif typ is str and isinstance(value, str):
         return value
+    elif typ is list:
+        # A TOML array of strings, or a comma-separated string from the environment.
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
     raise Refused(f"{where}：应为{_TYPE_WORDS[typ]}，实际是 {value!r}")
 
 
-_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
-_TYPE_WORDS = {str: "文字", int: "整数", float: "数字", bool: "true 或 false"}
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list}
+_TYPE_WORDS = {str: "文字", int: "整数", float: "数字", bool: "true 或 false", list: "文字列表"}
 
 
 def _apply(section: str, values: Mapping[str, Any], cfg: Config, where: str) -> None:
@@ -244,10 +276,14 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
                 raise Refused(f"{file}：没有 [{name}] 这一节（可用：{', '.join(SECTIONS)}）")
             _refuse_url_passwords(name, values, f"{file} [{name}]")
             _apply(name, values, cfg, f"{file} [{name}]")
-        cfg.base_dir = file.resolve().parent
-        cfg.source = file.resolve()
+        # abspath, not resolve: a symlinked config.toml (the repository's) works from
+        # the folder it was named in, where its instance is.
+        cfg.source = Path(os.path.abspath(file))
+        cfg.base_dir = cfg.source.parent
     elif chosen:
         raise Refused(f"{file}：配置文件不存在")
+    else:
+        cfg.base_dir = user_instance_dir(env)
 
     for var, value in env.items():
         if not var.startswith(ENV_PREFIX) or "__" not in var:
@@ -259,6 +295,7 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
     if env.get(ENV_PREFIX + "DATABASE_URL"):
         cfg.database.url = env[ENV_PREFIX + "DATABASE_URL"]
     cfg.secrets = Secrets.from_env(env)
+    _check_proxies(cfg)
     for (section, key), allowed in CHOICES.items():
         value = getattr(getattr(cfg, section), key)
         if value not in allowed:
@@ -267,3 +304,15 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
                 f"只能是 {', '.join(allowed)} 之一"
             )
     return cfg
+
+
+def _check_proxies(cfg: Config) -> None:
+    # uvicorn would take a malformed entry as a literal that never matches: refuse it here.
+    for entry in cfg.web.trusted_proxies:
+        try:
+            ipaddress.ip_network(entry)
+        except ValueError:
+            raise Refused(
+                f"{cfg.source or '环境变量'}：[web] trusted_proxies 中的“{entry}”不是 IP 地址或网段"
+                "（例如 127.0.0.1、10.0.0.0/8；网段的主机位要为 0）"
+            ) from None

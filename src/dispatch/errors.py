@@ -12,8 +12,9 @@ def _refusals() -> tuple[type[Exception], ...]:
     # message naming what and where. Imported late: those modules import this one.
     from dispatch.industries import UnknownIndustry
     from dispatch.ingest.document import IngestError
+    from dispatch.tagging.rules import RulesError
 
-    return (Refused, IngestError, UnknownIndustry)
+    return (Refused, IngestError, UnknownIndustry, RulesError)
 
 
 REFUSALS = _refusals()

@@ -14,7 +14,9 @@ import logging
 import signal
 
 import uvicorn
+from starlette.types import ASGIApp
 
+from dispatch.config import Config
 from dispatch.context import Context
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,21 @@ class _QuietServer(uvicorn.Server):
 def _listen(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host or "127.0.0.1", int(port)
+
+
+def web_config(config: Config, app: ASGIApp) -> uvicorn.Config:
+    """How uvicorn serves the web app: where it listens, and whose forwarded headers count.
+
+    X-Forwarded-For/-Proto are believed only from [web] trusted_proxies (a reverse
+    proxy); from anyone else the peer's own address stands, so a reader can't pose as
+    another address. None trusted: uvicorn's own default (127.0.0.1) is not used either.
+    """
+    host, port = _listen(config.web.listen)
+    trusted = list(config.web.trusted_proxies)
+    return uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="off",
+        proxy_headers=bool(trusted), forwarded_allow_ips=trusted,
+    )
 
 
 async def serve(
@@ -51,9 +68,7 @@ async def serve(
         from dispatch.web.app import create_app
 
         host, port = _listen(ctx.config.web.listen)
-        server = _QuietServer(
-            uvicorn.Config(create_app(ctx), host=host, port=port, log_level="warning", lifespan="off")
-        )
+        server = _QuietServer(web_config(ctx.config, create_app(ctx)))
         tasks.append(asyncio.create_task(server.serve(), name="web"))
         log.info("web app on http://%s:%d (links use %s)", host, port, ctx.config.web.base_url)
     the_worker = None

@@ -17,6 +17,7 @@ from dispatch.config import load
 from dispatch.context import Context
 from dispatch.db.errors import describe as describe_database_fault
 from dispatch.errors import REFUSALS
+from dispatch.instance import check as check_instance
 
 
 class _Group(TyperGroup):
@@ -73,7 +74,10 @@ def _root(
         level=logging.DEBUG if verbose else os.environ.get("DISPATCH_LOG_LEVEL", "WARNING"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if ctx.invoked_subcommand == "init":
+        return  # makes a config; needs none
     ctx.obj = Context(load(config))
+    check_instance(ctx.obj.config)  # a missing folder is refused now, not at the first page
 
 
 def context(ctx: typer.Context) -> Context:
@@ -81,12 +85,13 @@ def context(ctx: typer.Context) -> Context:
 
 
 def _register() -> None:
-    from dispatch.cli import db, deliver, issues, preview, recipients
+    from dispatch.cli import db, deliver, init, issues, preview, recipients
 
     app.add_typer(issues.app, name="issues", help="Ingest, check, tag and finalize issues.")
     app.add_typer(recipients.app, name="recipients", help="The reader lists.")
     app.add_typer(db.app, name="db", help="Database schema.")
     app.command("preview")(preview.preview)
+    app.command("init")(init.init)
     deliver.register(app)
 
 

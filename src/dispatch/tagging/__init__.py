@@ -6,7 +6,6 @@ from .rules import (
     Rules,
     RulesError,
     Settings,
-    default_rules_path,
     load_rules,
 )
 from .tagger import TagResult, explain, tag_article
@@ -18,7 +17,6 @@ __all__ = [
     "RulesError",
     "Settings",
     "TagResult",
-    "default_rules_path",
     "explain",
     "load_rules",
     "tag_article",

@@ -123,15 +123,6 @@ def _build_trie(rules: Rules) -> dict:
     return root
 
 
-def default_rules_path(root: str | Path = ".") -> Path:
-    """Where the rules live in a checkout or an installation directory: ROOT/rules/industries.toml.
-
-    The package can't know where it is installed relative to the data, so the caller
-    (config) passes the root; load_rules always takes an explicit path.
-    """
-    return Path(root) / "rules" / "industries.toml"
-
-
 def load_rules(path: str | Path) -> Rules:
     """Read and validate a rule file; raises RulesError naming the file and key."""
     p = Path(path)
