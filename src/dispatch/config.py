@@ -24,6 +24,7 @@ SECRET_WORDS = ("password", "secret", "token", "aes_key", "api_key")
 @dataclass
 class DatabaseConfig:
     url: str = "sqlite:///var/dispatch.db"
+    busy_timeout_seconds: float = 30.0  # SQLite: how long a write waits for another's lock
 
 
 @dataclass

@@ -18,7 +18,9 @@ class Context:
 
     @cached_property
     def engine(self) -> Engine:
-        engine = make_engine(self.config.database_url)
+        engine = make_engine(
+            self.config.database_url, busy_timeout=self.config.database.busy_timeout_seconds
+        )
         # Migrating on open keeps `pip install -U` + restart a one-step upgrade.
         migrate(engine)
         return engine
