@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from smtp_servers import MailServer
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
@@ -120,6 +121,13 @@ class Dispatch:
         r = self(*args, env=env)
         assert r.exit_code == 0, f"dispatch {' '.join(args)} → {r.exit_code}\n{r.stdout}\n{r.stderr}"
         return r.stdout
+
+
+@pytest.fixture
+def mail() -> Iterator[MailServer]:
+    """A real SMTP server on loopback that accepts everything (tests/smtp_servers.py)."""
+    with MailServer() as server:
+        yield server
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ faults: recipient address -> what goes wrong for it, decided at RCPT, one per at
     data("554 5.7.1 spam")         answer the end of DATA with this
     DROP_IN_DATA                   take the message, close the connection, answer nothing
     slow(2.0)                      wait this long before answering DATA (then 250 if the
-                                   client is still there; else the message goes to .late)
+                                   client is still there; else the message goes to .late);
+                                   the wait's start is in .delayed
 Certificates come from make_certificates(folder): a private CA and a server certificate for
 localhost / 127.0.0.1 / ::1, made with the openssl command.
 """
@@ -141,6 +142,7 @@ class _State:
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (recipient, reply)
     dropped: list[str] = field(default_factory=list)  # recipients whose DATA was cut off
     late: list[str] = field(default_factory=list)  # slow answers nobody waited for
+    delayed: list[str] = field(default_factory=list)  # slow answers begun (recipients)
     logins: list[tuple[str, bool]] = field(default_factory=list)  # (user, succeeded)
     servers: list[Any] = field(default_factory=list)  # one aiosmtpd SMTP per connection
 
@@ -192,6 +194,7 @@ class _Handler:
         fault: Fault | None = getattr(envelope, "fault", None)
         if fault is not None and fault.stage == "data":
             if fault.delay:
+                self.owner.state.delayed.append(recipient)
                 await asyncio.sleep(fault.delay)
                 if server.transport is None or server.transport.is_closing():
                     self.owner.state.late.append(recipient)

@@ -219,7 +219,8 @@ def test_installed_dispatch_serves_an_instance_from_the_root_folder(installed, t
         n = re.search(re.escape(base_url) + rf"/c/{token}/(\d+)\b", body).group(1)
 
         status_code, _, page = http_get(base_url, "/healthz")
-        assert (status_code, page) == (200, "ok\n")
+        assert status_code == 200 and page.splitlines()[0] == "ok", page
+        assert {"database: ok", "scheduler: ok", "worker: ok"} <= set(page.splitlines()), page
         status_code, _, page = http_get(base_url, f"/w/{token}")
         assert status_code == 200 and "许昌竞争情报快递" in page
         status_code, headers, _ = http_get(base_url, f"/c/{token}/{n}")

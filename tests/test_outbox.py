@@ -4,7 +4,11 @@ for; concurrency is real (threads, one connection each)."""
 
 from __future__ import annotations
 
+import os
 import random
+import socket
+import subprocess
+import sys
 import threading
 from collections import Counter
 from datetime import datetime, timedelta
@@ -13,7 +17,7 @@ import pytest
 from sqlalchemy import event, func, insert, select, update
 
 from dispatch.db.models import Delivery, DeliveryAttempt, Issue, Reader, ReaderChannel
-from dispatch.deliver import outbox
+from dispatch.deliver import outbox, owner
 from dispatch.deliver.channel import Outcome
 from dispatch.deliver.retry import CAP, HORIZON, backoff, gives_up, step
 from dispatch.errors import Refused
@@ -676,6 +680,56 @@ def test_release_puts_held_rows_back_as_not_attempted(sessions):
     with sessions.begin() as s:
         assert not outbox.ack_sent(s, "w1", b.delivery_id, T0)  # released: fenced out
     assert {x.delivery_id for x in claim(sessions, "w3")} == {b.delivery_id, c.delivery_id}
+
+
+def test_release_can_keep_rows_a_channel_still_has(sessions):
+    planned_issue(sessions, n_email=3)
+    a, b, c = claim(sessions, "w1", limit=3)
+    with sessions.begin() as s:
+        assert outbox.release(s, "w1", keep={c.delivery_id}) == 2
+    assert [row(sessions, x.delivery_id).state for x in (a, b, c)] == ["queued", "queued", "sending"]
+    assert row(sessions, c.delivery_id).lease_owner == "w1"
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (pids are handed out in turn: not reused soon)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_rows_of_a_dead_worker_on_this_host_are_claimable_at_once(sessions):
+    planned_issue(sessions, n_email=5)
+    here = owner.local_host()
+    dead = f"{here}:{dead_pid()}:a1b2c3"
+    alive = f"{here}:{os.getpid()}:d4e5f6"  # this process: alive
+    elsewhere = f"otherhost:{dead_pid()}:a1b2c3"  # another machine's pids mean nothing here
+    other_ns = f"{socket.gethostname()}~1:{dead_pid()}:a1b2c3"  # same name, other container
+    held = {w: claim(sessions, w, limit=1, lease=600) for w in (dead, alive, elsewhere, other_ns)}
+    later = T0 + timedelta(seconds=5)
+    assert claim(sessions, "w9", now=later, limit=1) != []  # the fifth row, never claimed
+
+    with sessions.begin() as s:
+        assert outbox.expire_dead(s, owner.is_dead_here, later) == 1
+    # Claimable now, long before its 600 s lease would run out; re-sent as an expired
+    # lease is (same token, so the same Message-ID; the attempt counts), never released.
+    (again,) = claim(sessions, "w2", now=later + timedelta(seconds=1), lease=600)
+    (was,) = held[dead]
+    assert (again.delivery_id, again.token, again.attempts) == (was.delivery_id, was.token, 2)
+    assert claim(sessions, "w2", now=later + timedelta(seconds=1)) == []  # the rest stay held
+    for w in (alive, elsewhere, other_ns):
+        assert row(sessions, held[w][0].delivery_id).lease_owner == w
+    with sessions.begin() as s:
+        assert outbox.expire_dead(s, owner.is_dead_here, later) == 0
+
+
+def test_a_worker_name_tells_host_and_pid():
+    name = owner.worker_name()
+    host, pid, suffix = name.rsplit(":", 2)
+    assert host == owner.local_host() and int(pid) == os.getpid() and len(suffix) == 6
+    assert name != owner.worker_name()
+    assert not owner.is_dead_here(name)  # ourselves
+    assert not owner.is_dead_here("not a worker name")
 
 
 def test_retry_failed_queues_failed_rows_again_keeping_counts_and_history(sessions):

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -28,8 +29,8 @@ from typing import Any, TypeVar
 
 import pytest
 from conftest import REPO, SAMPLE_ISSUE, Dispatch, _truncate_pg
-from smtp_servers import MailServer, Received, free_port
-from sqlalchemy import select
+from smtp_servers import MailServer, Received, free_port, slow
+from sqlalchemy import func, select
 
 from dispatch.db.models import Delivery, DeliveryAttempt, Reader
 from dispatch.db.session import make_engine
@@ -222,14 +223,20 @@ class Site(Dispatch):
             out[delivery_id].append(outcome)
         return out
 
+    def holders(self) -> Counter[str]:
+        """How many rows each lease holder has in 'sending'."""
+        engine = make_engine(self.db_url)
+        try:
+            with engine.connect() as conn:
+                return Counter(dict(conn.execute(
+                    select(Delivery.lease_owner, func.count())
+                    .where(Delivery.state == "sending").group_by(Delivery.lease_owner)
+                ).all()))
+        finally:
+            engine.dispose()
+
     def email_pending(self) -> int:
         return sum(1 for _, _, ch, state in self.deliveries() if ch == "email" and state in PENDING)
-
-
-@pytest.fixture
-def mail() -> Iterator[MailServer]:
-    with MailServer() as server:
-        yield server
 
 
 @contextlib.contextmanager
@@ -263,11 +270,24 @@ def by_recipient(mail: MailServer) -> dict[str, list[Received]]:
 
 
 def http_get(url: str) -> tuple[int, str]:
+    """(status, body); (0, "") when nothing answers."""
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
             return response.status, response.read().decode("utf-8")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode("utf-8")
     except OSError:
         return 0, ""
+
+
+def healthy(s: Site) -> bool:
+    status, body = http_get(f"{s.base_url}/healthz")
+    return status == 200 and body.startswith("ok\n")
+
+
+def worker_of(service: Service) -> str:
+    """The worker name a `dispatch run`/`worker` process logged at start."""
+    return service.wait_log(r"worker (\S+) started", 60).group(1)
 
 
 # -- 1. publication day, nobody touching anything -------------------------------------------
@@ -292,7 +312,7 @@ def test_run_sends_on_publication_day_and_stops_cleanly(tmp_path, sqlite_url, ma
         issue = s.final_issue()
         run = s.start("run", "run")
 
-        wait_for(lambda: http_get(f"{s.base_url}/healthz") == (200, "ok\n"), "/healthz", watch=[run])
+        wait_for(lambda: healthy(s), "/healthz", watch=[run])
         wait_for(lambda: len(mail.accepted) >= len(active_email), "one message per email reader",
                  watch=[run])
         wait_for(lambda: s.email_pending() == 0, "every email delivery acked", watch=[run])
@@ -324,26 +344,37 @@ def test_run_sends_on_publication_day_and_stops_cleanly(tmp_path, sqlite_url, ma
 
 def test_kill_mid_send_loses_nothing_and_duplicates_only_in_flight(tmp_path, sqlite_url, mail):
     n = 2000
-    # A short lease: what the dead process held is claimable again soon after the restart.
-    with site(tmp_path, sqlite_url, mail, delivery={"lease_seconds": 3}) as s:
+    # The server takes its time over one message: the kill lands while a batch is held.
+    stuck = "reader350@example.com"
+    mail.faults[stuck] = [slow(30)]
+    # A lease far longer than the test: what the killed process held comes back only
+    # because the restart on the same host sees that its process is gone.
+    with site(tmp_path, sqlite_url, mail, delivery={"lease_seconds": 600}) as s:
         s.import_readers(email_readers(n))
         issue = s.final_issue()
 
         first = s.start("run1", "run")
-        wait_for(lambda: len(mail.accepted) >= 300, "a few hundred messages", 60, watch=[first])
+        dead = worker_of(first)
+        wait_for(lambda: stuck in mail.state.delayed, "a batch in flight", 60, watch=[first])
         first.proc.send_signal(signal.SIGKILL)
         first.kill()
         before_kill = len(mail.accepted)
         assert before_kill < n, "everything went out before the kill: nothing was tested"
+        held = s.holders()
         in_flight = {email for _, email, _, state in s.deliveries() if state == "sending"}
+        assert set(held) == {dead} and held[dead], held
 
-        # Restarted, then stopped cleanly mid-send: what it held goes back, nothing in flight.
+        # Restarted: it takes the dead process's rows at once, then is stopped cleanly
+        # mid-send: a live process gives back what it holds, nothing stays in flight.
         second = s.start("run2", "run")
+        second.wait_log(rf"{held[dead]} deliveries held by 1 dead worker\(s\) on this host "
+                        rf"are claimable now: {re.escape(dead)}")
         wait_for(lambda: len(mail.accepted) >= before_kill + 500, "more messages", 60,
                  watch=[second])
         assert second.stop() == 0, second.log()
         assert len(mail.accepted) < n, "everything went out before SIGTERM: nothing was tested"
-        assert not [d for d in s.deliveries() if d[3] == "sending"]
+        assert s.holders() == {}, "rows still 'sending' after a clean stop"
+        assert not {e for _, e, _, state in s.deliveries() if state == "sending"}
 
         third = s.start("run3", "run")
         wait_for(lambda: len(by_recipient(mail)) == n, "every reader served", 90, watch=[third])

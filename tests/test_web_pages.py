@@ -23,6 +23,7 @@ from dispatch.config import Config
 from dispatch.context import Context
 from dispatch.db.models import Delivery, Reader, ReaderIndustry
 from dispatch.db.session import transaction
+from dispatch.health import Health
 from dispatch.ingest import parse_file
 from dispatch.render.digest import article_views, link_targets
 from dispatch.service import web_config
@@ -43,6 +44,8 @@ class Site:
     token: str  # a 生物医药 reader's delivery
     token_all: str  # a 全部 reader's delivery
     other_issue_article: int  # an article of another issue
+    health: Health  # what `dispatch run`'s parts report
+    now: list[float]  # the health clock: now[0] seconds
 
     def get(self, path: str) -> tuple[int, dict[str, str], str]:
         u = urlsplit(self.base_url)
@@ -94,7 +97,11 @@ def site(db_url) -> Iterator[Site]:
         issue_id, other_article = issue.id, other.articles[-1].id
 
     events: list[PageEvent] = []
-    app = create_app(context, on_event=events.append)
+    now = [1000.0]
+    health = Health(clock=lambda: now[0])
+    health.part("scheduler", max_silence=90)
+    health.part("worker")
+    app = create_app(context, on_event=events.append, health=health)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -103,7 +110,8 @@ def site(db_url) -> Iterator[Site]:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.02)
     try:
-        yield Site(base_url, context, events, issue_id, token, token_all, other_article)
+        yield Site(base_url, context, events, issue_id, token, token_all, other_article,
+                   health, now)
     finally:
         server.should_exit = True
         thread.join(10)
@@ -291,5 +299,31 @@ def test_pages_have_no_script_and_escape_reader_data(site):
 
 
 def test_healthz(site):
+    status, headers, body = site.get("/healthz")
+    assert status == 200 and body.splitlines()[0] == "ok", body
+    assert "database: ok" in body.splitlines()
+    assert "scheduler: ok" in body.splitlines() and "worker: ok" in body.splitlines()
+    assert headers["cache-control"] == "no-store"
+
+
+def test_healthz_names_the_part_that_is_down(site):
+    site.health.parts["worker"].down("OperationalError: connection refused (next try in 4s)")
+    site.now[0] += 12
     status, _, body = site.get("/healthz")
-    assert status == 200 and body.strip() == "ok"
+    assert status == 503
+    lines = body.splitlines()
+    assert lines[0] == "unavailable: worker", body
+    assert "worker: down for 12s: OperationalError: connection refused (next try in 4s)" in lines
+    assert "scheduler: ok" in lines and "database: ok" in lines
+
+    site.health.parts["worker"].ok()
+    assert site.get("/healthz")[0] == 200
+
+    # A scheduler that has not ticked for more than three ticks is down too.
+    site.now[0] += 91
+    status, _, body = site.get("/healthz")
+    assert status == 503 and body.splitlines()[0] == "unavailable: scheduler", body
+    assert "scheduler: down: not ticking for 103s" in body.splitlines()
+    site.health.parts["scheduler"].ok()
+    status, _, body = site.get("/healthz")
+    assert status == 200 and body.startswith("ok\n"), body

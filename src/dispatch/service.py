@@ -1,9 +1,15 @@
 """`dispatch run`: the web app, the scheduler and a delivery worker in one asyncio loop.
 
-Signals: SIGTERM/SIGINT set one stop event; the web server stops accepting, the
-scheduler stops ticking, the worker finishes the batch in hand and releases what it
-still holds, so nothing stays in 'sending'. A second signal is not needed and not
-special: shutdown is bounded by the SMTP timeout.
+Only a signal ends it. SIGTERM/SIGINT set one stop event; the web server stops
+accepting, the scheduler stops ticking, the worker finishes the batch in hand and
+releases what it still holds, so nothing stays in 'sending'. A second signal is not
+needed and not special: shutdown is bounded by the SMTP timeout.
+
+Faults don't end it: the worker and the scheduler ride out database outages themselves
+(dispatch.faults), and a part that ends anyway (a bug) is logged and started again after
+a pause (0.5 s doubling to 10 s; /healthz says it is down meanwhile). The one fatal
+error is the web app failing to listen at start (port taken, address wrong): that is
+configuration, and the process exits 1 before the worker claims anything.
 """
 
 from __future__ import annotations
@@ -12,14 +18,20 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 
 import uvicorn
 from starlette.types import ASGIApp
 
+from dispatch import faults
 from dispatch.config import Config
 from dispatch.context import Context
+from dispatch.health import Health, Part
 
 log = logging.getLogger(__name__)
+
+# A part that ran this long before ending counts as having worked: its pauses start over.
+STABLE_SECONDS = 60.0
 
 
 class _QuietServer(uvicorn.Server):
@@ -28,6 +40,10 @@ class _QuietServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self):  # noqa: ANN201
         yield
+
+
+class WebStartFailed(Exception):
+    """uvicorn could not start (it logs why: the port is taken, the address is wrong)."""
 
 
 def _listen(address: str) -> tuple[str, int]:
@@ -48,6 +64,53 @@ def web_config(config: Config, app: ASGIApp) -> uvicorn.Config:
         app, host=host, port=port, log_level="warning", lifespan="off",
         proxy_headers=bool(trusted), forwarded_allow_ips=trusted,
     )
+async def _serve_web(server: uvicorn.Server, stop: asyncio.Event) -> None:
+    """Serve until `stop`; WebStartFailed if the server could not start."""
+    serving = asyncio.create_task(_uvicorn(server))
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
+        server.should_exit = True
+        await serving
+    finally:
+        stopping.cancel()
+
+
+async def _uvicorn(server: uvicorn.Server) -> None:
+    try:
+        await server.serve()
+    except SystemExit:  # uvicorn's way of saying it could not bind
+        raise WebStartFailed("the web server could not start") from None
+
+
+async def supervise(
+    name: str, run: Callable[[], Awaitable[None]], stop: asyncio.Event, part: Part | None
+) -> None:
+    """Run `run()` until `stop`; when it ends otherwise, log it and run it again."""
+    loop = asyncio.get_running_loop()
+    failures = 0
+    while not stop.is_set():
+        began = loop.time()
+        try:
+            await run()
+            if stop.is_set():
+                return
+            why, exc = "it returned", None
+        except Exception as error:  # noqa: BLE001 - a part's bug must not stop the service
+            why, exc = faults.describe(error), error
+        failures = 1 if loop.time() - began > STABLE_SECONDS else failures + 1
+        pause = faults.pause_after(failures)
+        log.error("%s ended unexpectedly (%s); restarting it in %.1fs", name, why, pause,
+                  exc_info=exc)
+        if part is not None:
+            part.down(f"restarting after: {why}")
+        await faults.sleep_unless(stop, pause)
+
+
+async def _started(server: uvicorn.Server, task: asyncio.Task) -> bool:
+    while not server.started and not task.done():
+        await asyncio.sleep(0.05)
+    return server.started and not task.done()
 
 
 async def serve(
@@ -62,41 +125,55 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
 
     ctx.engine  # noqa: B018 - open and migrate before anything starts
+    health = Health()  # its parts exist before /healthz can be asked
+    worker_part = health.part("worker") if worker else None
+    scheduler_part = (
+        health.part("scheduler", max_silence=3 * ctx.config.schedule.tick_seconds)
+        if scheduler else None
+    )
     tasks: list[asyncio.Task] = []
-    server = None
     if web:
         from dispatch.web.app import create_app
 
         host, port = _listen(ctx.config.web.listen)
-        server = _QuietServer(web_config(ctx.config, create_app(ctx)))
-        tasks.append(asyncio.create_task(server.serve(), name="web"))
-        log.info("web app on http://%s:%d (links use %s)", host, port, ctx.config.web.base_url)
-    the_worker = None
-    if worker:
-        the_worker = Worker(ctx)
-        tasks.append(asyncio.create_task(the_worker.run(stop), name="worker"))
-    reconciler = None
-    if scheduler:
-        reconciler = Reconciler(ctx, on_planned=the_worker.wake.set if the_worker else None)
-        reconciler.start()
 
-    # Run until a signal, or until a part ends on its own (a crash, or the web port
-    # taken): then stop the rest cleanly rather than limp on without it.
-    stopper = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    failed = [t for t in done if t is not stopper]
-    for t in failed:
-        log.error("%s ended unexpectedly: %r", t.get_name(), t.exception())
-    stop.set()
+        def make_server() -> uvicorn.Server:
+            return _QuietServer(web_config(ctx.config, create_app(ctx, health=health)))
+
+        first = make_server()
+        first_run = asyncio.create_task(_serve_web(first, stop), name="web")
+        if not await _started(first, first_run):
+            with contextlib.suppress(WebStartFailed):
+                await first_run
+            log.error("web app: cannot listen on %s:%d ([web] listen); stopping", host, port)
+            raise SystemExit(1)
+        log.info("web app on http://%s:%d (links use %s)", host, port, ctx.config.web.base_url)
+        started = [first_run]
+
+        def web_run() -> Awaitable[None]:
+            # The first run is the server started above; a restart binds a new one.
+            return started.pop() if started else _serve_web(make_server(), stop)
+
+        tasks.append(asyncio.create_task(supervise("web app", web_run, stop, None), name="web"))
+    the_worker = None
+    if worker_part is not None:
+        the_worker = Worker(ctx, health=worker_part)
+        tasks.append(asyncio.create_task(
+            supervise("worker", lambda: the_worker.run(stop), stop, worker_part), name="worker"
+        ))
+    if scheduler_part is not None:
+        reconciler = Reconciler(
+            ctx, on_planned=the_worker.wake.set if the_worker else None, health=scheduler_part
+        )
+        tasks.append(asyncio.create_task(
+            supervise("scheduler", lambda: reconciler.run(stop), stop, scheduler_part),
+            name="scheduler",
+        ))
+
+    await stop.wait()
     log.info("stopping")
-    if reconciler is not None:
-        reconciler.stop()
-    if server is not None:
-        server.should_exit = True
     results = await asyncio.gather(*tasks, return_exceptions=True)
     for task, result in zip(tasks, results, strict=True):
         if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
             log.error("%s ended with %r", task.get_name(), result)
     log.info("stopped")
-    if failed:
-        raise SystemExit(1)

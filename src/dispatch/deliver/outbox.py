@@ -11,14 +11,15 @@ acking worker (and, when given, at the claimed attempt). An ack from a worker wh
 expired and whose row was claimed again returns False and changes nothing.
 
 Attempts count claims: `claim` adds one. `release` (clean shutdown) gives back what was
-claimed but never handed to a channel, and takes that one back off.
+claimed but never handed to a channel, and takes that one back off. `expire_dead` ends
+at once the leases of workers that died on this host (see dispatch.deliver.owner).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -369,16 +370,21 @@ def ack_many(
     return accepted
 
 
-def release(session: Session, worker_id: str) -> int:
-    """Clean shutdown: rows this worker still holds go back to 'queued', claimable at once.
+def release(session: Session, worker_id: str, keep: Iterable[int] = ()) -> int:
+    """Clean shutdown, or a batch cut short by a fault: rows this worker still holds
+    (but those in `keep`) go back to 'queued', claimable at once.
 
     A released row was claimed but never handed to a channel, so the claim's attempt is
     taken back (attempts - 1). Call it only after every row handed to a channel has been
-    acked: a row in flight is not 'not attempted'.
+    acked, or pass such rows in `keep`: a row in flight is not 'not attempted'.
     """
+    held = [Delivery.state == "sending", Delivery.lease_owner == worker_id]
+    kept = list(keep)
+    if kept:
+        held.append(Delivery.id.not_in(kept))
     result = session.execute(
         update(Delivery)
-        .where(Delivery.state == "sending", Delivery.lease_owner == worker_id)
+        .where(*held)
         .values(
             state="queued",
             attempts=case((Delivery.attempts > 0, Delivery.attempts - 1), else_=0),
@@ -388,6 +394,41 @@ def release(session: Session, worker_id: str) -> int:
     )
     if result.rowcount:
         log.info("released %s deliveries held by %s", result.rowcount, worker_id)
+    return result.rowcount
+
+
+def expire_dead(session: Session, is_dead: Callable[[str], bool], now: datetime) -> int:
+    """Make the rows of dead lease holders claimable now, as if their lease had run out.
+
+    `is_dead(owner)` judges each holder (dispatch.deliver.owner.is_dead_here: a worker on
+    this host whose process is gone). The rows stay 'sending' with their attempt count:
+    they may have been handed to a mail server before the crash, so they are re-sent like
+    any expired lease, with the same Message-ID (never released as 'not attempted').
+    Returns how many rows were freed.
+    """
+    owners = session.scalars(
+        select(Delivery.lease_owner)
+        .where(text(CLAIM_LEASED), Delivery.lease_owner.is_not(None))
+        .distinct()
+    ).all()
+    dead = sorted(o for o in owners if is_dead(o))
+    if not dead:
+        return 0
+    result = session.execute(
+        update(Delivery)
+        .where(
+            text(CLAIM_LEASED),
+            Delivery.lease_owner.in_(dead),
+            Delivery.lease_expires_at > now,
+        )
+        .values(lease_expires_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount:
+        log.info(
+            "%s deliveries held by %d dead worker(s) on this host are claimable now: %s",
+            result.rowcount, len(dead), ", ".join(dead),
+        )
     return result.rowcount
 
 

@@ -21,22 +21,29 @@ HORIZON = timedelta(days=2)
 _system_rng = random.SystemRandom()
 
 
-def step(attempt: int, base: timedelta = BASE) -> timedelta:
+def step(attempt: int, base: timedelta = BASE, cap: timedelta = CAP) -> timedelta:
     """The un-jittered wait after the `attempt`-th try (1-based): base · 2^(attempt-1),
-    capped at an hour. `base` is 1 min unless the operator (or a test) says otherwise."""
+    capped (at an hour for deliveries). `base` is 1 min unless the operator (or a test)
+    says otherwise."""
     n = max(attempt, 1) - 1
     if n >= 32:  # far past the cap; avoid huge powers
-        return CAP
-    return min(base * (2**n), CAP)
+        return cap
+    return min(base * (2**n), cap)
 
 
-def backoff(attempt: int, rng: random.Random | None = None, base: timedelta = BASE) -> timedelta:
+def backoff(
+    attempt: int,
+    rng: random.Random | None = None,
+    base: timedelta = BASE,
+    cap: timedelta = CAP,
+) -> timedelta:
     """How long to wait after the `attempt`-th try failed temporarily.
 
     Equal jitter: uniformly in [step/2, step], so never sooner than half the step and
-    never later than the cap.
+    never later than the cap. The service's own faults (see dispatch.faults) use the same
+    curve with seconds instead of minutes.
     """
-    full = step(attempt, base)
+    full = step(attempt, base, cap)
     half = full / 2
     r = (rng or _system_rng).random()
     return half + (full - half) * r

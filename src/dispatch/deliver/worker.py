@@ -3,29 +3,52 @@
 The database calls are synchronous SQLAlchemy run in threads (one code path for
 SQLite and PostgreSQL); the channels are asyncio. Rendering runs in the thread too,
 so the web app in the same loop keeps answering while a batch is prepared.
+
+Faults (dispatch.faults): the worker outlives them. A database that is down, restarting
+or locked ends the round with one WARNING line and a pause (0.5 s doubling to 10 s,
+reset by a success), and the worker tries again, keeping what it knows:
+
+- outcomes of messages already handed to a channel stay in memory until they are
+  recorded (still fenced by worker name and attempt), before anything new is claimed;
+  the lease keeper goes on renewing those rows, so no one else takes them meanwhile.
+  Should the outage outlast the lease and another worker claim a row, our late ack is
+  fenced out and that worker sends it again: the in-flight duplicate the guarantees
+  allow, with the same Message-ID;
+- rows claimed but not handed to a channel go back to 'queued' ("not attempted").
+
+A channel that raises (instead of reporting outcomes) makes its messages temporary
+failures, retried with the usual backoff, and pauses the worker like a database fault.
+A render error fails only what it concerns, permanently, with the reason for
+`dispatch status`: one reader's message (`not sent: render error: …`), or every row of
+the issue in the batch when the issue can't be rendered for anyone (its templates can't
+be found or parsed): `not sent: the issue can't be rendered: …`.
+
+At start, `run` makes the rows of workers that died on this host claimable at once
+(see dispatch.deliver.owner) instead of waiting for their leases to run out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import os
 import random
-import secrets
-import socket
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from jinja2 import TemplateNotFound, TemplatesNotFound, TemplateSyntaxError
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from dispatch import clock, editorial
+from dispatch import clock, editorial, faults
 from dispatch.context import Context
 from dispatch.db.models import Reader
 from dispatch.db.session import transaction
 from dispatch.deliver import outbox
 from dispatch.deliver.channel import Channel, Outcome, Outgoing
+from dispatch.deliver.owner import is_dead_here, worker_name
+from dispatch.health import Part
 from dispatch.plan.due import finish_if_done
 from dispatch.render.pipeline import IssueRenderer, ReaderView
 from dispatch.render.templates import environment
@@ -33,10 +56,10 @@ from dispatch.track.links import Links
 
 log = logging.getLogger(__name__)
 
+__all__ = ["BatchResult", "ChannelFault", "Worker", "default_channels", "worker_name"]
 
-def worker_name() -> str:
-    """Unique per process: host, pid and a random suffix (pids are reused)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+# Met while rendering one reader, these mean the templates are unusable for anyone.
+ISSUE_WIDE = (TemplateNotFound, TemplatesNotFound, TemplateSyntaxError)
 
 
 def default_channels(ctx: Context) -> dict[str, Channel]:
@@ -48,6 +71,11 @@ def default_channels(ctx: Context) -> dict[str, Channel]:
     if ctx.config.wecom.enabled:
         log.warning("WeChat Work is enabled in the config but not yet supported: rows stay queued")
     return channels
+
+
+class ChannelFault(Exception):
+    """A channel raised instead of reporting outcomes; its messages were recorded as
+    temporary failures."""
 
 
 @dataclass
@@ -64,10 +92,12 @@ class Worker:
         channels: dict[str, Channel] | None = None,
         *,
         name: str | None = None,
+        health: Part | None = None,
     ):
         self.ctx = ctx
         self.channels = channels if channels is not None else default_channels(ctx)
         self.name = name or worker_name()
+        self.health = health if health is not None else Part("worker")
         cfg = ctx.config.delivery
         self.batch_size = cfg.batch_size
         self.lease_seconds = cfg.lease_seconds
@@ -80,20 +110,56 @@ class Worker:
         self._rng = random.Random()
         # Claimed and not yet acked: what a crash would leave in flight.
         self._inflight: dict[int, outbox.Claimed] = {}
+        # Outcomes known and not yet recorded (the database was out when they came).
+        self._outcomes: dict[int, Outcome] = {}
+        # With a channel right now: neither recorded nor "not attempted".
+        self._handed: set[int] = set()
+        # A fault cut a batch short: rows it claimed and never sent are to be given back.
+        self._cut_short = False
+        self._unfinished: set[int] = set()  # issues to close once their acks are in
+        self._keeper: asyncio.Task | None = None
+        self._dead_expired = False
         self.sent = 0
 
     # -- the loop ------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until `stop` is set; then release what is still held and close."""
+        """Deliver until `stop` is set, riding out faults; then release what is still
+        held and close."""
         log.info("worker %s started (channels: %s)", self.name, ", ".join(sorted(self.channels)))
+        failures = 0
         try:
             while not stop.is_set():
-                result = await self.run_batch()
+                try:
+                    if not self._dead_expired:
+                        await asyncio.to_thread(self._expire_dead)
+                        self._dead_expired = True
+                    result = await self.run_batch()
+                except Exception as exc:  # noqa: BLE001 - the worker outlives its faults
+                    failures += 1
+                    pause = faults.pause_after(failures)
+                    self._fault(exc, pause)
+                    await faults.sleep_unless(stop, pause)
+                    continue
+                if failures:
+                    log.info("worker %s: working again after %d failed rounds", self.name, failures)
+                    failures = 0
+                self.health.ok()
                 if result.claimed == 0:
                     await self._idle(stop)
         finally:
             await self.close()
+
+    def _fault(self, exc: Exception, pause: float) -> None:
+        kept = f"; {len(self._outcomes)} outcomes kept to record" if self._outcomes else ""
+        if faults.is_transient(exc) or isinstance(exc, ChannelFault):
+            what = faults.describe(exc)
+            log.warning("worker %s: %s%s; trying again in %.1fs", self.name, what, kept, pause)
+        else:  # not a fault of the machine: a bug; its traceback is wanted
+            what = f"unexpected error: {faults.describe(exc)}"
+            log.error("worker %s: %s%s; trying again in %.1fs", self.name, what, kept, pause,
+                      exc_info=exc)
+        self.health.down(f"{what} (next try in {pause:.0f}s)")
 
     async def _idle(self, stop: asyncio.Event) -> None:
         self.wake.clear()
@@ -107,9 +173,26 @@ class Worker:
                 w.cancel()
 
     async def close(self) -> None:
-        released = await asyncio.to_thread(self._release)
-        if released:
-            log.info("worker %s released %d deliveries it held", self.name, released)
+        """Record what is known, give back what was never sent, close the channels. While
+        the database is out, what is held stays 'sending' until its lease runs out."""
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+            self._keeper = None
+        try:
+            await self.settle()
+            released = await asyncio.to_thread(self._release, set(self._handed))
+        except Exception as exc:  # noqa: BLE001 - stopping anyway
+            log.warning(
+                "worker %s: stopping without the database (%s): %d outcomes not recorded, "
+                "%d deliveries held until their lease runs out",
+                self.name, faults.describe(exc), len(self._outcomes), len(self._inflight),
+            )
+        else:
+            self._forget(set(self._inflight) - self._handed)
+            if released:
+                log.info("worker %s released %d deliveries it held", self.name, released)
         for channel in self.channels.values():
             try:
                 await channel.close()
@@ -118,58 +201,153 @@ class Worker:
         log.info("worker %s stopped after %d sent", self.name, self.sent)
 
     async def run_batch(self) -> BatchResult:
-        """One claim → render → send → ack cycle."""
+        """One claim → render → send → ack cycle, after recording what an earlier cycle
+        could not. Raises on a fault, keeping what it must still record or give back."""
         result = BatchResult()
-        claimed = await asyncio.to_thread(self._claim)
-        if not claimed:
-            return result
-        # A live worker keeps what it holds: the lease only frees rows of a dead one.
-        # Without this, a batch slower than the lease (a strict rate cap, a slow
-        # server) would be claimed and sent again by another worker.
-        keeper = asyncio.create_task(self._keep_leases())
+        await self.settle()
         try:
+            claimed = await asyncio.to_thread(self._claim)
+            self._inflight.update((c.delivery_id, c) for c in claimed)
+            if not claimed:
+                return result
+            # A live worker keeps what it holds: the lease only frees rows of a dead one.
+            # Without this, a batch slower than the lease (a strict rate cap, a slow
+            # server) would be claimed and sent again by another worker.
+            self._start_keeper()
             prepared = await asyncio.to_thread(self._render_batch, claimed)
+            channel_fault: Exception | None = None
             for channel_name, (outgoing, early) in prepared.items():
                 result.claimed += len(outgoing) + len(early)
                 outcomes = list(early)
+                self._outcomes.update((o.delivery_id, o) for o in early)
                 if outgoing:
-                    outcomes += await self.channels[channel_name].push(outgoing)
-                issues, sent = await asyncio.to_thread(self._ack, outcomes)
-                result.issues |= issues
-                self.sent += sent
+                    pushed, fault = await self._push(self.channels[channel_name], outgoing)
+                    outcomes += pushed
+                    channel_fault = channel_fault or fault
                 for o in outcomes:
                     result.outcomes[o.kind] += 1
-        finally:
-            keeper.cancel()
+                issues, sent = await self._record()
+                result.issues |= issues
+        except BaseException:
+            self._cut_short = True
+            raise
+        if channel_fault is not None:
+            raise ChannelFault(faults.describe(channel_fault)) from channel_fault
         return result
 
+    async def settle(self) -> None:
+        """Record the outcomes a fault left unrecorded, close their issues when done, and
+        give back rows a fault left unsent. Raises (keeping all of it) while the database
+        is still out."""
+        if self._outcomes:
+            kept = len(self._outcomes)
+            await self._record()
+            log.info("worker %s: %d outcomes kept through a fault are recorded", self.name, kept)
+        if self._unfinished:
+            await asyncio.to_thread(self._finish, set(self._unfinished))
+            self._unfinished.clear()
+        if self._cut_short:
+            # Everything held under our name but what a channel may have: rows claimed
+            # for the batch, and any claim committed while its answer was lost.
+            released = await asyncio.to_thread(self._release, set(self._handed))
+            self._forget(set(self._inflight) - self._handed)
+            self._cut_short = False
+            if released:
+                log.info("worker %s: %d deliveries not sent before the fault are queued again",
+                         self.name, released)
+
+    async def _push(
+        self, channel: Channel, outgoing: list[Outgoing]
+    ) -> tuple[list[Outcome], Exception | None]:
+        ids = [o.delivery_id for o in outgoing]
+        self._handed.update(ids)
+        fault = None
+        try:
+            outcomes = await channel.push(outgoing)
+        except Exception as exc:  # noqa: BLE001 - a channel's bug must not stop delivery
+            # Whether any went out is unknown: temporary, retried later with the same
+            # Message-ID, like a dropped connection.
+            fault = exc
+            detail = f"channel error: {faults.describe(exc)}"
+            outcomes = [Outcome(i, "temporary", detail) for i in ids]
+        self._outcomes.update((o.delivery_id, o) for o in outcomes)
+        self._handed.difference_update(ids)
+        return outcomes, fault
+
+    async def _record(self) -> tuple[set[int], int]:
+        """Ack every known outcome; the issues touched and how many 'sent' were accepted."""
+        outcomes = list(self._outcomes.values())
+        if not outcomes:
+            return set(), 0
+        claims = [self._inflight[o.delivery_id] for o in outcomes]
+        accepted = await asyncio.to_thread(self._ack, outcomes, claims)
+        # Recorded, or fenced out (another worker holds the row now): not ours either way.
+        self._forget(o.delivery_id for o in outcomes)
+        sent = sum(o.kind == "sent" and o.delivery_id in accepted for o in outcomes)
+        self.sent += sent
+        issues = {c.issue_id for c in claims}
+        self._unfinished |= issues
+        await asyncio.to_thread(self._finish, issues)
+        self._unfinished -= issues
+        return issues, sent
+
+    def _forget(self, delivery_ids) -> None:  # noqa: ANN001 - any iterable of ids
+        for d in list(delivery_ids):
+            self._inflight.pop(d, None)
+            self._outcomes.pop(d, None)
+
+    def _start_keeper(self) -> None:
+        if self._keeper is None or self._keeper.done():
+            self._keeper = asyncio.create_task(self._keep_leases(), name=f"leases {self.name}")
+
     async def _keep_leases(self) -> None:
+        """Renew what this worker holds, as long as it lives (see `close`)."""
+        interval = self.lease_seconds / 3
+        failures = 0
         while True:
-            await asyncio.sleep(self.lease_seconds / 3)
+            await asyncio.sleep(min(interval, faults.pause_after(failures)) if failures else interval)
             held = list(self._inflight)
+            if not held:
+                continue
             try:
-                await asyncio.to_thread(self._renew, held)
-            except Exception:  # noqa: BLE001 - try again next round; the lease still runs
-                log.exception("renewing leases")
+                renewed = await asyncio.to_thread(self._renew, held)
+            except Exception as exc:  # noqa: BLE001 - try again; the lease still runs
+                failures += 1
+                if failures == 1:
+                    log.warning("worker %s: renewing %d leases failed (%s); trying again",
+                                self.name, len(held), faults.describe(exc))
+                continue
+            if failures:
+                failures = 0
+                lost = len([d for d in held if d in self._inflight]) - renewed
+                if lost > 0:
+                    log.warning(
+                        "worker %s: %d rows were taken by another worker while the leases "
+                        "could not be renewed; it sends them again (same Message-ID)",
+                        self.name, lost,
+                    )
 
     # -- in threads ------------------------------------------------------------------
 
+    def _expire_dead(self) -> int:
+        with transaction(self.ctx.sessions) as session:
+            return outbox.expire_dead(session, is_dead_here, clock.utcnow())
+
     def _claim(self) -> list[outbox.Claimed]:
         with transaction(self.ctx.sessions) as session:
-            claimed = outbox.claim(
+            return outbox.claim(
                 session, self.name, self.batch_size, self.lease_seconds,
                 set(self.channels), clock.utcnow(),
             )
-        self._inflight.update((c.delivery_id, c) for c in claimed)
-        return claimed
 
-    def _renew(self, held: list[int]) -> None:
+    def _renew(self, held: list[int]) -> int:
         with transaction(self.ctx.sessions) as session:
-            outbox.renew(session, self.name, held, self.lease_seconds, clock.utcnow())
+            return outbox.renew(session, self.name, held, self.lease_seconds, clock.utcnow())
 
     def _render_batch(
         self, claimed: list[outbox.Claimed]
     ) -> dict[str, tuple[list[Outgoing], list[Outcome]]]:
+        broken: dict[int, str] = {}  # issue → why it can't be rendered for anyone
         with self.ctx.sessions() as session:
             readers = {
                 r.id: r
@@ -179,13 +357,23 @@ class Worker:
                     .options(selectinload(Reader.industry_rows))
                 )
             }
-            for issue_id in {c.issue_id for c in claimed} - set(self._renderers):
-                self._renderers[issue_id] = self._renderer(session, issue_id)
+            for issue_id in sorted({c.issue_id for c in claimed} - set(self._renderers)):
+                try:
+                    self._renderers[issue_id] = self._renderer(session, issue_id)
+                except Exception as exc:
+                    if faults.is_transient(exc):
+                        raise
+                    broken[issue_id] = faults.describe(exc)
             views = {rid: ReaderView.of(r) for rid, r in readers.items()}
             statuses = {rid: r.status for rid, r in readers.items()}
         out: dict[str, tuple[list[Outgoing], list[Outcome]]] = {}
+        unrendered: set[str] = set()
         for c in claimed:
             outgoing, early = out.setdefault(c.channel, ([], []))
+            if c.issue_id in broken:
+                why = f"not sent: the issue can't be rendered: {broken[c.issue_id]}"
+                early.append(Outcome(c.delivery_id, "permanent", why))
+                continue
             reader = views.get(c.reader_id)
             if reader is None or statuses[c.reader_id] != "active":
                 why = "reader removed" if reader is None else f"reader is {statuses[c.reader_id]}"
@@ -197,6 +385,26 @@ class Worker:
                 # Bad data in one row (an address the splicer refuses): that row fails,
                 # the batch goes on.
                 early.append(Outcome(c.delivery_id, "permanent", f"not sent: {exc}"))
+            except Exception as exc:
+                if faults.is_transient(exc):
+                    raise
+                if isinstance(exc, ISSUE_WIDE):
+                    broken[c.issue_id] = faults.describe(exc)
+                    why = f"not sent: the issue can't be rendered: {broken[c.issue_id]}"
+                else:
+                    unrendered.add(type(exc).__name__)
+                    why = f"not sent: render error: {faults.describe(exc)}"
+                early.append(Outcome(c.delivery_id, "permanent", why))
+        for issue_id, why in broken.items():
+            # Not cached: the next batch tries again (the templates may be fixed by then).
+            self._renderers.pop(issue_id, None)
+            log.warning("worker %s: issue %s can't be rendered (%s): its deliveries in this "
+                        "batch failed; `dispatch retry %s` once it is fixed",
+                        self.name, issue_id, why, issue_id)
+        if unrendered:
+            # The exception's text may quote the reader: only its type goes to the log.
+            log.warning("worker %s: render errors (%s): those deliveries failed, reasons in "
+                        "`dispatch status`", self.name, ", ".join(sorted(unrendered)))
         return out
 
     def _renderer(self, session, issue_id: int) -> IssueRenderer:  # noqa: ANN001
@@ -220,27 +428,20 @@ class Worker:
             return Outgoing(c.delivery_id, reader.wecom_userid, body)
         raise ValueError(f"unknown channel {c.channel}")
 
-    def _ack(self, outcomes: list[Outcome]) -> tuple[set[int], int]:
-        """Record outcomes; the issues touched and how many 'sent' acks were accepted."""
-        if not outcomes:
-            return set(), 0
-        now = clock.utcnow()
-        claims = [self._inflight[o.delivery_id] for o in outcomes]
+    def _ack(self, outcomes: list[Outcome], claims: list[outbox.Claimed]) -> set[int]:
+        """Record outcomes in one transaction; the ids whose ack was accepted."""
         with transaction(self.ctx.sessions) as session:
-            accepted = outbox.ack_many(
+            return outbox.ack_many(
                 session, self.name,
-                [(o, c.attempts) for o, c in zip(outcomes, claims, strict=True)], now,
-                rng=self._rng, horizon=self.horizon, base=self.retry_base,
+                [(o, c.attempts) for o, c in zip(outcomes, claims, strict=True)],
+                clock.utcnow(), rng=self._rng, horizon=self.horizon, base=self.retry_base,
             )
-        sent = sum(o.kind == "sent" and o.delivery_id in accepted for o in outcomes)
-        for o in outcomes:
-            del self._inflight[o.delivery_id]
-        issues = {c.issue_id for c in claims}
-        with transaction(self.ctx.sessions) as session:
-            for issue_id in issues:
-                finish_if_done(session, issue_id)
-        return issues, sent
 
-    def _release(self) -> int:
+    def _finish(self, issues: set[int]) -> None:
         with transaction(self.ctx.sessions) as session:
-            return outbox.release(session, self.name)
+            for issue_id in sorted(issues):
+                finish_if_done(session, issue_id)
+
+    def _release(self, keep: set[int]) -> int:
+        with transaction(self.ctx.sessions) as session:
+            return outbox.release(session, self.name, keep)

@@ -3,7 +3,8 @@
     GET /w/{token}                 the whole issue, every article in full
     GET /w/{token}/a/{article_id}  one article in full (404 if not in that issue)
     GET /c/{token}/{n}             302 to the article page of the issue's link n
-    GET /healthz                   "ok" when the database answers
+    GET /healthz                   200 "ok" when the database answers and every part of
+                                   `dispatch run` is up; else 503 naming what is down
 
 Endpoints are plain functions: Starlette runs them in its thread pool, where they use
 the synchronous sessions of dispatch.db. A token is looked up in the deliveries table;
@@ -33,6 +34,8 @@ from starlette.routing import Route
 
 from dispatch.db.models import Delivery, Reader
 from dispatch.editorial import get_issue
+from dispatch.faults import describe
+from dispatch.health import Health
 from dispatch.render import templates
 from dispatch.render.digest import Digest, article_views, digest, link_targets, tags_of
 from dispatch.render.select import select
@@ -86,10 +89,14 @@ def _html(body: str, status: int = 200) -> HTMLResponse:
 
 
 class ReaderPages:
-    def __init__(self, context, env: Environment, on_event: EventHook | None):  # noqa: ANN001
+    def __init__(
+        self, context, env: Environment, on_event: EventHook | None,  # noqa: ANN001
+        health: Health | None = None,
+    ):
         self.context = context
         self.env = env
         self.on_event = on_event
+        self.health = health
         self.base_url = context.config.web.base_url
         self.reply_domain = context.config.smtp.reply_domain
 
@@ -176,13 +183,29 @@ class ReaderPages:
         )
 
     def healthz(self, request: Request) -> Response:
+        """For a load balancer, the status: 200 or 503. For an operator's curl, the body:
+        the verdict on the first line (`ok`, or `unavailable: PART, …`), then one line
+        per part: `database: ok`, `worker: down for 12s: OperationalError: …`."""
+        lines: list[str] = []
+        down: list[str] = []
         try:
             with self.context.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
+            lines.append("database: ok")
         except Exception as exc:  # noqa: BLE001
-            log.warning("health check: database unavailable: %s", exc)
-            return PlainTextResponse("database unavailable\n", status_code=503)
-        return PlainTextResponse("ok\n", headers={"Cache-Control": "no-store"})
+            lines.append(f"database: unavailable: {describe(exc)}")
+            down.append("database")
+        for name, part in (self.health.parts.items() if self.health else ()):
+            up, status = part.status()
+            lines.append(f"{name}: {status}")
+            if not up:
+                down.append(name)
+        verdict = f"unavailable: {', '.join(down)}" if down else "ok"
+        return PlainTextResponse(
+            "\n".join([verdict, *lines]) + "\n",
+            status_code=503 if down else 200,
+            headers={"Cache-Control": "no-store"},
+        )
 
     # -- errors ------------------------------------------------------------------------
 
@@ -197,9 +220,12 @@ class ReaderPages:
         return _html(pages.error_page(self.env, 500), 500)
 
 
-def create_app(context, *, on_event: EventHook | None = None) -> Starlette:  # noqa: ANN001
-    """The reader web app on a dispatch.context.Context."""
-    reader_pages = ReaderPages(context, templates.environment(context.config), on_event)
+def create_app(
+    context, *, on_event: EventHook | None = None, health: Health | None = None  # noqa: ANN001
+) -> Starlette:
+    """The reader web app on a dispatch.context.Context; `health`: the parts /healthz
+    reports on besides the database (`dispatch run`'s scheduler and worker)."""
+    reader_pages = ReaderPages(context, templates.environment(context.config), on_event, health)
     routes = [
         Route("/w/{token}", reader_pages.issue, methods=["GET"]),
         Route("/w/{token}/a/{article_id:int}", reader_pages.article, methods=["GET"]),
