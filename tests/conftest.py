@@ -25,6 +25,23 @@ PG_ADMIN_URL = os.environ.get(
 )
 
 
+# Markers, so a quick local run can leave out what a laptop lacks:
+#   scripts/test -m "not pg and not browser and not root and not slow"
+# `pg` and `root` are set here from the fixtures a test uses; the others by the test files.
+PG_FIXTURES = {"pg_database", "pg_sessions"}
+ROOT_FIXTURES = {"small_disk"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_pg = callspec is not None and callspec.params.get("db_url") == "postgresql"
+        if on_pg or PG_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.pg)
+        if ROOT_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.root)
+
+
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped at the end."""

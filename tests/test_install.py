@@ -24,6 +24,8 @@ import pytest
 from conftest import REPO
 from smtp_servers import MailServer, free_port
 
+pytestmark = pytest.mark.slow
+
 DEPLOY = REPO / "deploy"
 ROOT = Path("/")
 T = TypeVar("T")

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from conftest import REPO, SAMPLE_ISSUE
 from pg_cluster import PrivatePostgres
 from smtp_servers import MailServer
@@ -105,6 +106,8 @@ def outage_mid_send(s: Site, mail: MailServer, down: Callable[[], None], up: Cal
 # -- PostgreSQL stopped and started again ---------------------------------------------------
 
 
+@pytest.mark.pg
+@pytest.mark.slow
 def test_postgresql_stopped_mid_send_then_started_again(tmp_path, mail):
     with PrivatePostgres() as pg, site(tmp_path, pg.url, mail, smtp=RATE) as s:
         s.import_readers(email_readers(N))
@@ -128,6 +131,7 @@ def test_postgresql_stopped_mid_send_then_started_again(tmp_path, mail):
 # -- SQLite locked by another connection ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sqlite_locked_longer_than_the_busy_timeout_mid_send(tmp_path, sqlite_url, mail):
     with site(tmp_path, sqlite_url, mail, smtp=RATE,
               database={"busy_timeout_seconds": 1}) as s:

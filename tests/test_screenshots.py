@@ -23,6 +23,8 @@ from dispatch.tagging.rules import load_rules
 from dispatch.track.tokens import new_token
 from dispatch.web import pages
 
+pytestmark = pytest.mark.browser
+
 # Port 9 (discard) on loopback: the page's pixel and links go nowhere, at once.
 BASE_URL = "http://127.0.0.1:9"
 WIDTHS = (375, 680)

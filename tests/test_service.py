@@ -35,6 +35,8 @@ from sqlalchemy import func, select
 from dispatch.db.models import Delivery, DeliveryAttempt, Reader
 from dispatch.db.session import make_engine
 
+pytestmark = pytest.mark.slow
+
 SRC = REPO / "src"
 PENDING = ("queued", "sending", "retry")
 INDUSTRIES = ["全部", "新材料、装备制造", "生物医药", "发制品、轻纺", "新一代信息技术、智能装备"]
