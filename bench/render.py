@@ -20,6 +20,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "tests"))  # mime_reference: the EmailMessage baseline
+
+from mime_reference import build_slow  # noqa: E402
 
 from dispatch import editorial  # noqa: E402
 from dispatch.config import load  # noqa: E402
@@ -27,7 +30,6 @@ from dispatch.db.session import make_engine, migrate, session_factory, transacti
 from dispatch.industries import CODES  # noqa: E402
 from dispatch.ingest import parse_file  # noqa: E402
 from dispatch.render import email as email_render  # noqa: E402
-from dispatch.render.message import build_slow  # noqa: E402
 from dispatch.render.pipeline import IssueRenderer, ReaderView  # noqa: E402
 from dispatch.render.templates import environment  # noqa: E402
 from dispatch.tagging.rules import load_rules  # noqa: E402
