@@ -9,6 +9,8 @@ import difflib
 import re
 from dataclasses import dataclass
 
+from dispatch.errors import Refused
+
 GENERAL = "general"
 GENERAL_NAME = "综合"
 ALL_NAME = "全部"
@@ -46,7 +48,7 @@ TAG_CODES: tuple[str, ...] = (*CODES, GENERAL)
 SEPARATORS = re.compile(r"[、，,;；|\s/／]+")
 
 
-class UnknownIndustry(ValueError):
+class UnknownIndustry(Refused, ValueError):
     """A name that is neither an industry's code nor its Chinese name."""
 
     def __init__(self, word: str, suggestion: str | None):

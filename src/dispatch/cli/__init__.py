@@ -16,7 +16,7 @@ from typer.core import TyperGroup
 from dispatch.config import load
 from dispatch.context import Context
 from dispatch.db.errors import describe as describe_database_fault
-from dispatch.errors import REFUSALS
+from dispatch.errors import Refused
 from dispatch.instance import check as check_instance
 
 
@@ -27,7 +27,7 @@ class _Group(TyperGroup):
     def invoke(self, ctx):  # noqa: ANN001 - typer's bundled click Context
         try:
             return super().invoke(ctx)
-        except REFUSALS as exc:
+        except Refused as exc:
             err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(1) from exc
         except Exception as exc:

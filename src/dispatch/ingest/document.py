@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
+from dispatch.errors import Refused
+
 BlockKind = Literal["paragraph", "subheading"]
 ArticleKind = Literal["article", "note"]
 
@@ -46,7 +48,7 @@ class ParsedIssue:
         return [a for s in self.sections for a in s.articles]
 
 
-class IngestError(ValueError):
+class IngestError(Refused, ValueError):
     """A file that can't be understood: says which file, which line, and why."""
 
     def __init__(self, file: str, line: int | None, reason: str):

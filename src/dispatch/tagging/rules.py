@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dispatch.errors import Refused
 from dispatch.industries import CODES, name_of
 
 # Every [settings] key, with the kind of value it takes. All are required, so that
@@ -27,7 +28,7 @@ SETTINGS_KEYS: dict[str, type] = {
 }
 
 
-class RulesError(ValueError):
+class RulesError(Refused, ValueError):
     """The rule file is unreadable or wrong; says which file and which key."""
 
     def __init__(self, file: str, key: str | None, reason: str):
