@@ -17,19 +17,20 @@ import pytest
 from sqlalchemy import event, func, insert, select, update
 
 from dispatch.db.models import Delivery, DeliveryAttempt, Issue, Reader, ReaderChannel
-from dispatch.deliver import outbox, owner
+from dispatch.deliver import leases, owner, report
 from dispatch.deliver.channel import Outcome
 from dispatch.deliver.retry import CAP, HORIZON, backoff, gives_up, step
 from dispatch.errors import Refused
-from dispatch.plan.due import (
+from dispatch.lifecycle import (
     claim_due,
     claim_for_send,
+    finalize,
     finish_done,
     finish_if_done,
     overdue,
     unplanned,
 )
-from dispatch.plan.outbox import fan_out, plan_issue
+from dispatch.plan.fanout import fan_out, plan_issue
 from dispatch.plan.reconcile import reconcile
 from dispatch.track.tokens import is_token
 
@@ -107,13 +108,34 @@ def row(sessions, delivery_id) -> Delivery:
 
 
 def attempts_of(sessions, delivery_id) -> list[tuple[str, str | None]]:
+    """The delivery's recorded attempts, oldest first."""
     with sessions() as s:
-        return [(a.outcome, a.detail) for a in outbox.history(s, delivery_id)]
+        return [
+            (a.outcome, a.detail)
+            for a in s.scalars(
+                select(DeliveryAttempt)
+                .where(DeliveryAttempt.delivery_id == delivery_id)
+                .order_by(DeliveryAttempt.at, DeliveryAttempt.id)
+            )
+        ]
 
 
 def claim(sessions, worker, now=T0, limit=10, lease=60, channels=BOTH):
     with sessions.begin() as s:
-        return outbox.claim(s, worker, limit, lease, channels, now)
+        return leases.claim(s, worker, limit, lease, channels, now)
+
+
+def ack(s, worker, outcome, now, *, attempt=None, **retry) -> bool:
+    """One outcome through the workers' own batch ack; False if it was fenced out."""
+    return outcome.delivery_id in leases.ack_many(s, worker, [(outcome, attempt)], now, **retry)
+
+
+def ack_sent(s, worker, delivery_id, now, *, provider_id=None, detail="", attempt=None) -> bool:
+    return ack(s, worker, Outcome(delivery_id, "sent", detail, provider_id), now, attempt=attempt)
+
+
+def ack_permanent(s, worker, delivery_id, now, detail, *, attempt=None) -> bool:
+    return ack(s, worker, Outcome(delivery_id, "permanent", detail), now, attempt=attempt)
 
 
 def is_pg(sessions) -> bool:
@@ -290,7 +312,7 @@ def test_a_fan_out_cut_short_is_resumed_by_the_next_tick(sessions):
             issue_id=issue_id, reader_id=2, channel="email", token="b" * 32, available_at=T0))
     for held in claim(sessions, "w1"):
         with sessions.begin() as s:
-            outbox.ack_sent(s, "w1", held.delivery_id, T0)
+            ack_sent(s, "w1", held.delivery_id, T0)
     with sessions.begin() as s:
         assert not finish_if_done(s, issue_id)  # its first rows are sent; not the issue
         assert unplanned(s) == [issue_id]
@@ -315,6 +337,21 @@ def test_plan_refuses_an_issue_not_claimed_for_sending(sessions):
 
 
 # --- due issues ----------------------------------------------------------------------
+
+
+def test_finalize_changes_only_a_draft(sessions):
+    with sessions.begin() as s:
+        issue = s.get(Issue, add_issue(s, status="draft", publish_at=None))
+        finalize(s, issue, T0, T0 - timedelta(hours=1))
+        assert (issue.status, issue.publish_at) == ("finalized", T0)  # the caller sees it
+        issue_id = issue.id
+    with pytest.raises(Refused), sessions.begin() as s:
+        finalize(s, s.get(Issue, issue_id), T0 + timedelta(days=1), T0)
+    with sessions() as s:
+        issue = s.get(Issue, issue_id)
+        assert (issue.status, issue.publish_at, issue.finalized_at) == (
+            "finalized", T0, T0 - timedelta(hours=1),
+        )
 
 
 def test_claim_due_takes_due_issues_once_and_leaves_overdue_ones_to_staff(sessions):
@@ -389,9 +426,9 @@ def test_finish_if_done_when_nothing_is_pending(sessions):
         assert not finish_if_done(s, issue_id)
     a, b = claim(sessions, "w1")
     with sessions.begin() as s:
-        outbox.ack_sent(s, "w1", a.delivery_id, T0)
+        ack_sent(s, "w1", a.delivery_id, T0)
         assert not finish_if_done(s, issue_id)  # one still sending
-        outbox.ack_permanent(s, "w1", b.delivery_id, T0, "550 no such user")
+        ack_permanent(s, "w1", b.delivery_id, T0, "550 no such user")
         assert finish_if_done(s, issue_id)
     with sessions.begin() as s:
         assert s.get(Issue, issue_id).status == "sent"
@@ -452,14 +489,14 @@ def test_expired_lease_is_claimable_again_and_the_old_holder_is_fenced_out(sessi
     assert new.delivery_id == old.delivery_id and new.attempts == 2
     later = T0 + timedelta(seconds=70)
     with sessions.begin() as s:
-        assert not outbox.ack_sent(s, "w1", old.delivery_id, later, provider_id="X")
-        assert not outbox.ack_temporary(s, "w1", old.delivery_id, later, "421 busy")
-        assert not outbox.ack_permanent(s, "w1", old.delivery_id, later, "550 nope")
+        assert not ack_sent(s, "w1", old.delivery_id, later, provider_id="X")
+        assert not leases.ack_temporary(s, "w1", old.delivery_id, later, "421 busy")
+        assert not ack_permanent(s, "w1", old.delivery_id, later, "550 nope")
     r = row(sessions, old.delivery_id)
     assert (r.state, r.lease_owner, r.provider_id, r.attempts) == ("sending", "w2", None, 2)
     assert attempts_of(sessions, old.delivery_id) == []
     with sessions.begin() as s:
-        assert outbox.ack_sent(s, "w2", new.delivery_id, later, provider_id="Q1")
+        assert ack_sent(s, "w2", new.delivery_id, later, provider_id="Q1")
     assert row(sessions, new.delivery_id).state == "sent"
 
 
@@ -470,8 +507,8 @@ def test_an_ack_for_an_earlier_claim_by_the_same_worker_is_fenced_by_attempt(ses
     assert second.attempts == 2
     late = T0 + timedelta(minutes=6)
     with sessions.begin() as s:
-        assert not outbox.ack_sent(s, "w1", first.delivery_id, late, attempt=first.attempts)
-        assert outbox.ack_sent(s, "w1", second.delivery_id, late, attempt=second.attempts)
+        assert not ack_sent(s, "w1", first.delivery_id, late, attempt=first.attempts)
+        assert ack_sent(s, "w1", second.delivery_id, late, attempt=second.attempts)
 
 
 def test_a_batch_ack_keeps_each_rows_reply_and_fences_rows_one_by_one(sessions):
@@ -493,7 +530,7 @@ def test_a_batch_ack_keeps_each_rows_reply_and_fences_rows_one_by_one(sessions):
         (Outcome(f.delivery_id, "temporary", "451 4.7.1 greylisted"), f.attempts),
     ]
     with sessions.begin() as s:
-        accepted = outbox.ack_many(s, "w1", batch, now, rng=random.Random(1))
+        accepted = leases.ack_many(s, "w1", batch, now, rng=random.Random(1))
     assert accepted == {a.delivery_id, b.delivery_id, c.delivery_id, d.delivery_id, f.delivery_id}
     got = {x.delivery_id: row(sessions, x.delivery_id) for x in mine}
     assert [(got[x.delivery_id].state, got[x.delivery_id].provider_id) for x in (a, b)] == [
@@ -524,7 +561,7 @@ def test_claims_from_racing_threads_are_disjoint_and_lose_nothing(sessions):
             barrier.wait()
             while True:
                 with sessions.begin() as s:
-                    batch = outbox.claim(s, name, 7, 60, BOTH, T0)
+                    batch = leases.claim(s, name, 7, 60, BOTH, T0)
                 if not batch:
                     return
                 with lock:
@@ -547,8 +584,8 @@ def test_postgresql_skip_locked_hands_concurrent_claims_disjoint_rows(pg_session
     sessions = pg_sessions
     planned_issue(sessions, n_email=10)
     with sessions.begin() as a, sessions.begin() as b:
-        got_a = outbox.claim(a, "wa", 4, 60, BOTH, T0)
-        got_b = outbox.claim(b, "wb", 4, 60, BOTH, T0)  # a has not committed
+        got_a = leases.claim(a, "wa", 4, 60, BOTH, T0)
+        got_b = leases.claim(b, "wb", 4, 60, BOTH, T0)  # a has not committed
         ids_a = {c.delivery_id for c in got_a}
         ids_b = {c.delivery_id for c in got_b}
     assert len(ids_a) == len(ids_b) == 4 and not ids_a & ids_b
@@ -566,16 +603,16 @@ def test_acks_move_rows_and_append_history(sessions):
     now = T0 + timedelta(seconds=5)
     rng = random.Random(1)
     with sessions.begin() as s:
-        assert outbox.ack(
+        assert ack(
             s,
             "w1",
             Outcome(sent.delivery_id, "sent", "250 2.0.0 Ok: queued as 4Xyz", "4Xyz"),
             now,
         )
-        assert outbox.ack(
+        assert ack(
             s, "w1", Outcome(temp.delivery_id, "temporary", "451 4.7.1 greylisted"), now, rng=rng
         )
-        assert outbox.ack(
+        assert ack(
             s, "w1", Outcome(perm.delivery_id, "permanent", "550 5.1.1 no such user"), now
         )
 
@@ -608,7 +645,7 @@ def test_acks_move_rows_and_append_history(sessions):
     (again,) = claim(sessions, "w1", now=r.available_at)
     assert (again.delivery_id, again.attempts) == (temp.delivery_id, 2)
     with sessions.begin() as s:
-        assert outbox.ack_sent(s, "w1", again.delivery_id, r.available_at, provider_id="5Abc")
+        assert ack_sent(s, "w1", again.delivery_id, r.available_at, provider_id="5Abc")
     assert [o for o, _ in attempts_of(sessions, temp.delivery_id)] == ["temporary", "sent"]
 
 
@@ -624,7 +661,7 @@ def test_temporary_failures_give_up_after_the_horizon(sessions):
         (c,) = got
         start = start or now
         with sessions.begin() as s:
-            assert outbox.ack_temporary(s, "w1", c.delivery_id, now, "421 try later", rng=rng)
+            assert leases.ack_temporary(s, "w1", c.delivery_id, now, "421 try later", rng=rng)
         r = row(sessions, c.delivery_id)
         if r.state == "failed":
             break
@@ -646,7 +683,7 @@ def test_the_horizon_is_configurable(sessions):
         (c,) = claim(sessions, "w1", now=now)
         n += 1
         with sessions.begin() as s:
-            outbox.ack_temporary(
+            leases.ack_temporary(
                 s,
                 "w1",
                 c.delivery_id,
@@ -670,15 +707,15 @@ def test_release_puts_held_rows_back_as_not_attempted(sessions):
     a, b, c = claim(sessions, "w1", limit=3)
     (d,) = claim(sessions, "w2")
     with sessions.begin() as s:
-        outbox.ack_sent(s, "w1", a.delivery_id, T0)
-        assert outbox.release(s, "w1") == 2
+        ack_sent(s, "w1", a.delivery_id, T0)
+        assert leases.release(s, "w1") == 2
     for held in (b, c):
         r = row(sessions, held.delivery_id)
         assert (r.state, r.attempts, r.lease_owner, r.lease_expires_at) == ("queued", 0, None, None)
     assert row(sessions, a.delivery_id).state == "sent"
     assert row(sessions, d.delivery_id).lease_owner == "w2"  # another worker's rows stay
     with sessions.begin() as s:
-        assert not outbox.ack_sent(s, "w1", b.delivery_id, T0)  # released: fenced out
+        assert not ack_sent(s, "w1", b.delivery_id, T0)  # released: fenced out
     assert {x.delivery_id for x in claim(sessions, "w3")} == {b.delivery_id, c.delivery_id}
 
 
@@ -686,7 +723,7 @@ def test_release_can_keep_rows_a_channel_still_has(sessions):
     planned_issue(sessions, n_email=3)
     a, b, c = claim(sessions, "w1", limit=3)
     with sessions.begin() as s:
-        assert outbox.release(s, "w1", keep={c.delivery_id}) == 2
+        assert leases.release(s, "w1", keep={c.delivery_id}) == 2
     assert [row(sessions, x.delivery_id).state for x in (a, b, c)] == ["queued", "queued", "sending"]
     assert row(sessions, c.delivery_id).lease_owner == "w1"
 
@@ -710,7 +747,7 @@ def test_rows_of_a_dead_worker_on_this_host_are_claimable_at_once(sessions):
     assert claim(sessions, "w9", now=later, limit=1) != []  # the fifth row, never claimed
 
     with sessions.begin() as s:
-        assert outbox.expire_dead(s, owner.is_dead_here, later) == 1
+        assert leases.expire_dead(s, owner.is_dead_here, later) == 1
     # Claimable now, long before its 600 s lease would run out; re-sent as an expired
     # lease is (same token, so the same Message-ID; the attempt counts), never released.
     (again,) = claim(sessions, "w2", now=later + timedelta(seconds=1), lease=600)
@@ -720,7 +757,7 @@ def test_rows_of_a_dead_worker_on_this_host_are_claimable_at_once(sessions):
     for w in (alive, elsewhere, other_ns):
         assert row(sessions, held[w][0].delivery_id).lease_owner == w
     with sessions.begin() as s:
-        assert outbox.expire_dead(s, owner.is_dead_here, later) == 0
+        assert leases.expire_dead(s, owner.is_dead_here, later) == 0
 
 
 def test_a_worker_name_tells_host_and_pid():
@@ -736,12 +773,12 @@ def test_retry_failed_queues_failed_rows_again_keeping_counts_and_history(sessio
     issue_id = planned_issue(sessions, n_email=2)
     a, b = claim(sessions, "w1")
     with sessions.begin() as s:
-        outbox.ack_permanent(s, "w1", a.delivery_id, T0, "550 mailbox full")
-        outbox.ack_sent(s, "w1", b.delivery_id, T0)
+        ack_permanent(s, "w1", a.delivery_id, T0, "550 mailbox full")
+        ack_sent(s, "w1", b.delivery_id, T0)
         assert finish_if_done(s, issue_id)
     later = T0 + timedelta(days=1)
     with sessions.begin() as s:
-        assert outbox.retry_failed(s, issue_id, now=later) == 1
+        assert leases.retry_failed(s, issue_id, now=later) == 1
         assert s.get(Issue, issue_id).status == "sending"
     r = row(sessions, a.delivery_id)
     assert (r.state, r.available_at, r.attempts, r.first_attempt_at) == ("queued", later, 1, None)
@@ -749,21 +786,21 @@ def test_retry_failed_queues_failed_rows_again_keeping_counts_and_history(sessio
     (again,) = claim(sessions, "w1", now=later)
     assert (again.delivery_id, again.attempts) == (a.delivery_id, 2)
     with sessions.begin() as s:
-        assert outbox.retry_failed(s, issue_id, now=later) == 0
+        assert leases.retry_failed(s, issue_id, now=later) == 0
     with pytest.raises(Refused), sessions.begin() as s:
-        outbox.retry_failed(s, 999)
+        leases.retry_failed(s, 999)
 
 
 def test_counts_and_failures_for_status(sessions):
     issue_id = planned_issue(sessions, n_email=3, n_wecom=1)
     a, b = claim(sessions, "w1", limit=2, channels={"email"})
     with sessions.begin() as s:
-        outbox.ack_permanent(s, "w1", a.delivery_id, T0, "550 5.1.1 no such user")
-        outbox.ack_sent(s, "w1", b.delivery_id, T0)
+        ack_permanent(s, "w1", a.delivery_id, T0, "550 5.1.1 no such user")
+        ack_sent(s, "w1", b.delivery_id, T0)
     with sessions() as s:
-        got = outbox.counts(s, issue_id)
-        fails = outbox.failures(s, issue_id, limit=10)
-        assert outbox.counts(s, 999) == {}
+        got = report.counts(s, issue_id)
+        fails = report.failures(s, issue_id, limit=10)
+        assert report.counts(s, 999) == {}
     assert got["email"] == {
         "queued": 1,
         "sending": 0,
@@ -790,7 +827,7 @@ def test_history_rows_point_at_their_delivery(sessions):
     planned_issue(sessions, n_email=1)
     (c,) = claim(sessions, "w1")
     with sessions.begin() as s:
-        outbox.ack_sent(s, "w1", c.delivery_id, T0, detail="ok")
+        ack_sent(s, "w1", c.delivery_id, T0, detail="ok")
     with sessions() as s:
         (h,) = s.scalars(select(DeliveryAttempt)).all()
     assert (h.delivery_id, h.at, h.outcome, h.detail) == (c.delivery_id, T0, "sent", "ok")

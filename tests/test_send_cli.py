@@ -130,6 +130,20 @@ def test_test_copy_goes_to_one_address_only(dispatch_sqlite, tmp_path):
         assert status["status"] == "finalized" and status["pending"] == 0
 
 
+def test_status_works_whatever_smtp_says(dispatch_sqlite, tmp_path):
+    """An [smtp] the email channel refuses stops sending, not reading an issue's state."""
+    with MailServer() as server:
+        issue = _install(dispatch_sqlite, tmp_path, server, host="mail.example.gov.cn",
+                         security="tls", tls_verify=False)
+    r = dispatch_sqlite("send", str(issue), "--to", "editor@example.gov.cn")
+    assert r.exit_code == 1 and "tls_verify" in r.stderr
+    # Planning needs no mail server; the status it prints names the channels served.
+    assert "planned 5 email, 2 wecom" in dispatch_sqlite.ok("send", str(issue))
+    out = dispatch_sqlite.ok("status", str(issue))
+    assert "发送中" in out and "2 wecom deliveries stay queued" in out
+    assert "email deliveries stay queued" not in out
+
+
 def test_send_refuses_a_draft(dispatch_sqlite):
     issue = json.loads(dispatch_sqlite.ok("issues", "ingest", str(SAMPLE_ISSUE), "--json"))["id"]
     r = dispatch_sqlite("send", str(issue))

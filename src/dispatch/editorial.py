@@ -1,4 +1,5 @@
-"""The editor's work on an issue: store what ingest parsed, tag, override, finalize.
+"""The editor's work on an issue: store what ingest parsed, tag, override, finalize
+(the change of state itself is dispatch.lifecycle's).
 
 Every function takes an open Session inside a transaction and either does all of
 its work or raises Refused (the caller's transaction then writes nothing).
@@ -12,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
-from dispatch import clock
+from dispatch import clock, lifecycle
 from dispatch.db.models import Article, ArticleTag, Issue, Section
 from dispatch.errors import Refused
 from dispatch.industries import GENERAL, TAG_CODES, describe, name_of
@@ -50,8 +51,7 @@ def store_issue(session: Session, parsed: ParsedIssue, source_file: str, rules: 
         issue_date=parsed.published_on,
         source_file=source_file,
         source_format=parsed.source_format,
-        status="draft",
-    )
+    )  # a draft: see dispatch.lifecycle
     for s_pos, ps in enumerate(parsed.sections):
         section = Section(position=s_pos, title=ps.title)
         issue.sections.append(section)
@@ -137,10 +137,7 @@ def finalize(session: Session, issue_id: int, publish_at: datetime | None) -> Is
         )
     if not issue.articles:
         raise Refused(f"issue {issue.id} has no article")
-    issue.status = "finalized"
-    issue.publish_at = publish_at
-    issue.finalized_at = now
-    session.flush()
+    lifecycle.finalize(session, issue, publish_at, now)
     return issue
 
 

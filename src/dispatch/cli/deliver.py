@@ -15,16 +15,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import func, select
 
 from dispatch import clock, editorial
 from dispatch.cli import context
-from dispatch.db.models import Delivery, Reader, ReaderChannel
 from dispatch.db.session import transaction
-from dispatch.deliver import outbox
+from dispatch.deliver import leases, report
+from dispatch.deliver.channel import configured
 from dispatch.errors import Refused
-from dispatch.plan.due import PENDING_STATES, claim_for_send, overdue
-from dispatch.plan.outbox import fan_out
+from dispatch.lifecycle import claim_for_send
+from dispatch.plan import fanout
 
 out = Console(highlight=False)
 JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON")]
@@ -47,24 +46,7 @@ def _service_logging() -> None:
 def _status_data(ctx, issue_id: int) -> dict:  # noqa: ANN001
     lateness = timedelta(hours=ctx.config.schedule.max_lateness_hours)
     with transaction(ctx.sessions) as session:
-        issue = editorial.get_issue(session, issue_id)
-        late = {i.id for i in overdue(session, clock.utcnow(), lateness)}
-        counts = outbox.counts(session, issue_id)
-        fails = outbox.failures(session, issue_id, limit=50)
-        data = {
-            "issue": issue_id,
-            "status": issue.status,
-            "publish_at": clock.show(issue.publish_at) or None,
-            "counts": counts,
-            "pending": sum(n for ch in counts.values() for s, n in ch.items() if s in PENDING_STATES),
-            "failures": [
-                {"delivery": f.delivery_id, "reader": f.reader_id, "name": f.reader_name,
-                 "channel": f.channel, "reason": f.reason, "attempts": f.attempts}
-                for f in fails
-            ],
-            "overdue": issue_id in late,
-        }
-    return data
+        return report.issue_status(session, issue_id, clock.utcnow(), lateness)
 
 
 def _print_status(data: dict, configured: set[str]) -> None:
@@ -103,9 +85,7 @@ def _print_status(data: dict, configured: set[str]) -> None:
 
 
 def _configured(ctx) -> set[str]:  # noqa: ANN001
-    from dispatch.deliver.worker import default_channels
-
-    return set(default_channels(ctx))
+    return set(configured(ctx.config))
 
 
 def send(
@@ -129,7 +109,7 @@ def send(
         return
     with transaction(c.sessions) as session:
         before = claim_for_send(session, issue_id)
-    planned = fan_out(c.sessions, issue_id)
+    planned = fanout.fan_out(c.sessions, issue_id)
     if not as_json:
         out.print(f"issue {issue_id} ({ISSUE_WORDS[before]}): planned "
                   + ", ".join(f"{n} {ch}" for ch, n in planned.items()))
@@ -150,13 +130,7 @@ async def _deliver_until_done(c, issue_id: int, *, show_progress: bool) -> None:
 
     def pending() -> tuple[int, int]:
         with c.sessions() as session:
-            rows = session.execute(
-                select(Delivery.state, func.count())
-                .where(Delivery.issue_id == issue_id, Delivery.channel.in_(serving))
-                .group_by(Delivery.state)
-            ).all()
-        total = sum(n for _, n in rows)
-        return sum(n for s, n in rows if s in PENDING_STATES), total
+            return report.pending(report.counts(session, issue_id), serving)
 
     progress = Progress(
         TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -186,10 +160,7 @@ def _dry_run(c, issue_id: int, as_json: bool) -> None:  # noqa: ANN001
         issue = editorial.get_issue(session, issue_id)
         renderer = IssueRenderer.for_issue(issue, environment(c.config), c.config)
         titles = {a.id: a.title for a in renderer.view.articles}
-        readers = session.scalars(
-            select(Reader).where(Reader.status == "active").order_by(Reader.id)
-        ).all()
-        for r in readers:
+        for r in fanout.audience(session):
             view = ReaderView.of(r)
             sel = renderer.selection(view)
             rows.append({
@@ -197,13 +168,7 @@ def _dry_run(c, issue_id: int, as_json: bool) -> None:  # noqa: ANN001
                 "recommended": [titles[i] for i in sel.recommended],
                 "others": len(sel.others), "whole_issue": sel.whole_issue,
             })
-        channel_counts = dict(
-            session.execute(
-                select(ReaderChannel.channel, func.count())
-                .join(Reader, Reader.id == ReaderChannel.reader_id)
-                .where(Reader.status == "active").group_by(ReaderChannel.channel)
-            ).all()
-        )
+        channel_counts = fanout.audience_by_channel(session)
     if as_json:
         typer.echo(json.dumps({"issue": issue_id, "by_channel": channel_counts, "readers": rows},
                               ensure_ascii=False, indent=2))
@@ -235,9 +200,7 @@ def _send_test_copy(c, issue_id: int, to: str, recipient: str | None) -> None:  
         if recipient:
             reader = ReaderView.of(find_reader(session, recipient))
         else:
-            first = session.scalars(
-                select(Reader).where(Reader.follows_all.is_(True)).order_by(Reader.id).limit(1)
-            ).first()
+            first = fanout.whole_issue_reader(session)
             reader = ReaderView(id=0, name="测试读者") if first is None else ReaderView.of(first)
         renderer = IssueRenderer.for_issue(issue, environment(c.config), c.config)
     view = ReaderView(**{**reader.__dict__, "email": address})
@@ -276,7 +239,7 @@ def retry(ctx: typer.Context, issue_id: Annotated[int, typer.Argument(metavar="I
     c = context(ctx)
     with transaction(c.sessions) as session:
         editorial.get_issue(session, issue_id)
-        n = outbox.retry_failed(session, issue_id)
+        n = leases.retry_failed(session, issue_id)
     out.print(f"issue {issue_id}: {n} failed deliveries queued again")
 
 

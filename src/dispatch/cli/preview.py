@@ -6,13 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy import select
 
 from dispatch import editorial
 from dispatch.cli import context
-from dispatch.db.models import Delivery
 from dispatch.db.session import transaction
 from dispatch.errors import Refused
+from dispatch.plan.fanout import planned_token
 
 # A well-formed token that no delivery has: links in a preview lead to a 404 page.
 PREVIEW_TOKEN = "previewpreviewpreviewpreviewprev"
@@ -45,13 +44,7 @@ def preview(
     with transaction(c.sessions) as session:
         issue = editorial.get_issue(session, issue_id)
         reader = ReaderView.of(find_reader(session, recipient))
-        token = session.scalar(
-            select(Delivery.token).where(
-                Delivery.issue_id == issue_id,
-                Delivery.reader_id == reader.id,
-                Delivery.channel == CHANNEL_OF[format_],
-            )
-        ) or PREVIEW_TOKEN
+        token = planned_token(session, issue_id, reader.id, CHANNEL_OF[format_]) or PREVIEW_TOKEN
         renderer = IssueRenderer.for_issue(issue, environment(c.config), c.config)
     if format_ == "wecom" and not reader.wecom_userid:
         raise Refused(f"reader {reader.id} has no WeChat Work account (企业微信账号)")

@@ -2,12 +2,19 @@
 
 After listmonk's Messenger: a name, push a batch, flush, close. Partial failure is
 data, not an exception: push returns one Outcome per message, in order.
+
+`configured` names the channels an installation serves, from its settings alone:
+`dispatch status` lists them without connecting to anything (or refusing a bad [smtp]),
+and the worker builds one channel for each.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from dispatch.config import Config
 
 OutcomeKind = Literal["sent", "temporary", "permanent"]
 
@@ -41,3 +48,9 @@ class Channel(Protocol):
     async def flush(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+def configured(config: Config) -> tuple[str, ...]:
+    """The channels this installation serves. Email always; WeChat Work not yet, even
+    when [wecom] enabled (its rows stay queued until it is)."""
+    return ("email",)

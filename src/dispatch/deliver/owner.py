@@ -6,7 +6,7 @@ the pid namespace (`vm~4026531836`): two containers that share a host name (e.g.
 other's pids. RANDOM tells apart two processes that got the same pid.
 
 A restarted worker reclaims at once the leases of dead holders on its own host
-(`dispatch.deliver.outbox.expire_dead`) instead of waiting out `lease_seconds`. A holder
+(`dispatch.deliver.leases.expire_dead`) instead of waiting out `lease_seconds`. A holder
 is dead only when its host is ours and `kill(pid, 0)` says no such process. A pid that
 is alive, even reused by an unrelated process, is left to its lease: it expires as
 before, so a reused pid costs time, never a duplicate.

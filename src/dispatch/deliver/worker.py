@@ -45,11 +45,11 @@ from dispatch import clock, editorial, faults
 from dispatch.context import Context
 from dispatch.db.models import Reader
 from dispatch.db.session import transaction
-from dispatch.deliver import outbox
-from dispatch.deliver.channel import Channel, Outcome, Outgoing
+from dispatch.deliver import leases
+from dispatch.deliver.channel import Channel, Outcome, Outgoing, configured
 from dispatch.deliver.owner import is_dead_here, worker_name
 from dispatch.health import Part
-from dispatch.plan.due import finish_if_done
+from dispatch.lifecycle import finish_if_done
 from dispatch.render.pipeline import IssueRenderer, ReaderView
 from dispatch.render.templates import environment
 from dispatch.track.links import Links
@@ -63,14 +63,14 @@ ISSUE_WIDE = (TemplateNotFound, TemplatesNotFound, TemplateSyntaxError)
 
 
 def default_channels(ctx: Context) -> dict[str, Channel]:
-    """The channels this installation has configured. Rows of any other channel stay
-    queued (never failed) until one is."""
+    """One channel for each the installation serves (dispatch.deliver.channel.configured).
+    Rows of any other channel stay queued (never failed) until one is."""
     from dispatch.deliver.smtp import SmtpChannel
 
-    channels: dict[str, Channel] = {"email": SmtpChannel.from_config(ctx.config)}
+    builders = {"email": SmtpChannel.from_config}
     if ctx.config.wecom.enabled:
         log.warning("WeChat Work is enabled in the config but not yet supported: rows stay queued")
-    return channels
+    return {name: builders[name](ctx.config) for name in configured(ctx.config)}
 
 
 class ChannelFault(Exception):
@@ -109,7 +109,7 @@ class Worker:
         self._env = None
         self._rng = random.Random()
         # Claimed and not yet acked: what a crash would leave in flight.
-        self._inflight: dict[int, outbox.Claimed] = {}
+        self._inflight: dict[int, leases.Claimed] = {}
         # Outcomes known and not yet recorded (the database was out when they came).
         self._outcomes: dict[int, Outcome] = {}
         # With a channel right now: neither recorded nor "not attempted".
@@ -331,21 +331,21 @@ class Worker:
 
     def _expire_dead(self) -> int:
         with transaction(self.ctx.sessions) as session:
-            return outbox.expire_dead(session, is_dead_here, clock.utcnow())
+            return leases.expire_dead(session, is_dead_here, clock.utcnow())
 
-    def _claim(self) -> list[outbox.Claimed]:
+    def _claim(self) -> list[leases.Claimed]:
         with transaction(self.ctx.sessions) as session:
-            return outbox.claim(
+            return leases.claim(
                 session, self.name, self.batch_size, self.lease_seconds,
                 set(self.channels), clock.utcnow(),
             )
 
     def _renew(self, held: list[int]) -> int:
         with transaction(self.ctx.sessions) as session:
-            return outbox.renew(session, self.name, held, self.lease_seconds, clock.utcnow())
+            return leases.renew(session, self.name, held, self.lease_seconds, clock.utcnow())
 
     def _render_batch(
-        self, claimed: list[outbox.Claimed]
+        self, claimed: list[leases.Claimed]
     ) -> dict[str, tuple[list[Outgoing], list[Outcome]]]:
         broken: dict[int, str] = {}  # issue → why it can't be rendered for anyone
         with self.ctx.sessions() as session:
@@ -413,7 +413,7 @@ class Worker:
         issue = editorial.get_issue(session, issue_id)
         return IssueRenderer.for_issue(issue, self._env, self.ctx.config)
 
-    def _render(self, c: outbox.Claimed, reader: ReaderView) -> Outgoing:
+    def _render(self, c: leases.Claimed, reader: ReaderView) -> Outgoing:
         renderer = self._renderers[c.issue_id]
         if c.channel == "email":
             if not reader.email:
@@ -428,10 +428,10 @@ class Worker:
             return Outgoing(c.delivery_id, reader.wecom_userid, body)
         raise ValueError(f"unknown channel {c.channel}")
 
-    def _ack(self, outcomes: list[Outcome], claims: list[outbox.Claimed]) -> set[int]:
+    def _ack(self, outcomes: list[Outcome], claims: list[leases.Claimed]) -> set[int]:
         """Record outcomes in one transaction; the ids whose ack was accepted."""
         with transaction(self.ctx.sessions) as session:
-            return outbox.ack_many(
+            return leases.ack_many(
                 session, self.name,
                 [(o, c.attempts) for o, c in zip(outcomes, claims, strict=True)],
                 clock.utcnow(), rng=self._rng, horizon=self.horizon, base=self.retry_base,
@@ -444,4 +444,4 @@ class Worker:
 
     def _release(self, keep: set[int]) -> int:
         with transaction(self.ctx.sessions) as session:
-            return outbox.release(session, self.name, keep)
+            return leases.release(session, self.name, keep)

@@ -1,1 +1,2 @@
-"""Plan: due issues are claimed and fanned out to the outbox (one row per reader × channel)."""
+"""Plan: due issues, claimed through dispatch.lifecycle, are fanned out to the outbox (one
+row per reader × channel)."""

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dispatch import clock
 from dispatch.db.session import transaction
-from dispatch.plan.due import claim_due, finish_done, overdue, unplanned
-from dispatch.plan.outbox import fan_out
+from dispatch.lifecycle import claim_due, finish_done, overdue, unplanned
+from dispatch.plan.fanout import fan_out
 
 log = logging.getLogger(__name__)
 

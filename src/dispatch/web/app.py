@@ -23,8 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from jinja2 import Environment
-from sqlalchemy import select as sql_select
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import selectinload
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -37,8 +36,8 @@ from dispatch.editorial import get_issue
 from dispatch.faults import describe
 from dispatch.health import Health
 from dispatch.render import templates
-from dispatch.render.digest import Digest, article_views, digest, link_targets, tags_of
-from dispatch.render.select import select
+from dispatch.render.digest import Digest, link_targets
+from dispatch.render.pipeline import IssueRenderer, ReaderView
 from dispatch.track.links import Links
 from dispatch.track.tokens import is_token
 from dispatch.web import pages
@@ -97,8 +96,6 @@ class ReaderPages:
         self.env = env
         self.on_event = on_event
         self.health = health
-        self.base_url = context.config.web.base_url
-        self.reply_domain = context.config.smtp.reply_domain
 
     # -- looking a delivery up -------------------------------------------------------
 
@@ -108,23 +105,22 @@ class ReaderPages:
         if not is_token(token):
             return None
         with self.context.sessions() as session:
-            delivery = session.scalar(sql_select(Delivery).where(Delivery.token == token))
+            delivery = session.scalar(select(Delivery).where(Delivery.token == token))
             if delivery is None:
                 return None
             reader = session.scalar(
-                sql_select(Reader)
+                select(Reader)
                 .where(Reader.id == delivery.reader_id)
                 .options(selectinload(Reader.industry_rows))
             )
             if reader is None:
                 return None
-            view = article_views(get_issue(session, delivery.issue_id))
-            follows = frozenset(reader.industries)
-            chosen = select(tags_of(view), reader.follows_all, follows)
+            issue = get_issue(session, delivery.issue_id)
+            # The same path as the worker and `dispatch preview`: the page shows the
+            # digest the reader's message was made from.
+            renderer = IssueRenderer.for_issue(issue, self.env, self.context.config)
             return Opened(
-                delivery.id,
-                digest(view, chosen, reader.follows_all, follows),
-                Links(self.base_url, self.reply_domain, token),
+                delivery.id, renderer.digest_for(ReaderView.of(reader)), renderer.links(token)
             )
 
     def _open_or_404(self, request: Request) -> Opened:

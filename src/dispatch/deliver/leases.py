@@ -1,4 +1,6 @@
-"""The outbox as workers see it: claims with a lease, fenced acks, history, release.
+"""The outbox as workers see it: claims with a lease, renewals, fenced acks, release.
+
+(Rows are planned by dispatch.plan.fanout; what staff see of them is dispatch.deliver.report.)
 
 A worker claims a small batch of rows it can serve ('queued', 'retry' whose time has come,
 or 'sending' whose lease expired), marks them 'sending' under its name until
@@ -13,6 +15,8 @@ expired and whose row was claimed again returns False and changes nothing.
 Attempts count claims: `claim` adds one. `release` (clean shutdown) gives back what was
 claimed but never handed to a channel, and takes that one back off. `expire_dead` ends
 at once the leases of workers that died on this host (see dispatch.deliver.owner).
+`retry_failed` (staff's `dispatch retry`) queues failed rows again, reopening their issue
+through dispatch.lifecycle.
 """
 
 from __future__ import annotations
@@ -28,20 +32,16 @@ from sqlalchemy.orm import Session
 
 from dispatch.clock import utcnow
 from dispatch.db.models import (
-    CHANNELS,
     CLAIM_LEASED,
     CLAIM_READY,
-    DELIVERY_STATES,
     Delivery,
     DeliveryAttempt,
-    Issue,
-    Reader,
 )
 from dispatch.db.session import is_postgres
 from dispatch.deliver.channel import Outcome
 from dispatch.deliver.retry import BASE, HORIZON, backoff, describe_span, gives_up
 from dispatch.errors import Refused
-from dispatch.plan.due import lock_issue
+from dispatch.lifecycle import lock_issue, reopen
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +56,6 @@ class Claimed:
     reader_id: int
     channel: str
     token: str
-    attempts: int
-
-
-@dataclass(frozen=True)
-class Failure:
-    delivery_id: int
-    reader_id: int
-    reader_name: str
-    channel: str
-    reason: str
     attempts: int
 
 
@@ -243,35 +233,6 @@ def _settle(
     return done
 
 
-def ack_sent(
-    session: Session,
-    worker_id: str,
-    delivery_id: int,
-    now: datetime,
-    *,
-    provider_id: str | None = None,
-    detail: str = "",
-    attempt: int | None = None,
-) -> bool:
-    """The channel took the message: 'sent', with the provider's id."""
-    outcome = Outcome(delivery_id, "sent", detail, provider_id)
-    return bool(_settle(session, worker_id, [outcome], now, attempt))
-
-
-def ack_permanent(
-    session: Session,
-    worker_id: str,
-    delivery_id: int,
-    now: datetime,
-    detail: str,
-    *,
-    attempt: int | None = None,
-) -> bool:
-    """The channel refused for good: 'failed', the reason kept for staff."""
-    outcome = Outcome(delivery_id, "permanent", detail)
-    return bool(_settle(session, worker_id, [outcome], now, attempt))
-
-
 def ack_temporary(
     session: Session,
     worker_id: str,
@@ -317,23 +278,6 @@ def ack_temporary(
     if values["state"] == "failed":
         log.info("delivery %s failed: %s", delivery_id, values["last_error"])
     return True
-
-
-def ack(
-    session: Session,
-    worker_id: str,
-    outcome: Outcome,
-    now: datetime,
-    *,
-    attempt: int | None = None,
-    rng: random.Random | None = None,
-    horizon: timedelta = HORIZON,
-    base: timedelta = BASE,
-) -> bool:
-    """Record one channel Outcome (see dispatch.deliver.channel). False if fenced out."""
-    return outcome.delivery_id in ack_many(
-        session, worker_id, [(outcome, attempt)], now, rng=rng, horizon=horizon, base=base
-    )
 
 
 def ack_many(
@@ -439,8 +383,8 @@ def retry_failed(session: Session, issue_id: int, now: datetime | None = None) -
     sending again until those rows are done. Returns how many rows were requeued.
     """
     now = now or utcnow()
-    issue = lock_issue(session, issue_id)  # before the rows: see plan.due.finish_if_done
-    if issue is None:
+    # The issue before its rows: see dispatch.lifecycle on locking.
+    if lock_issue(session, issue_id) is None:
         raise Refused(f"issue {issue_id}: no such issue")
     result = session.execute(
         update(Delivery)
@@ -450,55 +394,6 @@ def retry_failed(session: Session, issue_id: int, now: datetime | None = None) -
     )
     n = result.rowcount
     if n:
-        session.execute(
-            update(Issue)
-            .where(Issue.id == issue_id, Issue.status == "sent")
-            .values(status="sending")
-            .execution_options(synchronize_session=False)
-        )
+        reopen(session, issue_id)
         log.info("issue %s: %s failed deliveries queued again", issue_id, n)
     return n
-
-
-def counts(session: Session, issue_id: int) -> dict[str, dict[str, int]]:
-    """{channel: {state: n}} for the channels the issue has rows in; every state listed."""
-    rows = session.execute(
-        select(Delivery.channel, Delivery.state, func.count())
-        .where(Delivery.issue_id == issue_id)
-        .group_by(Delivery.channel, Delivery.state)
-    ).all()
-    present = {channel for channel, _, _ in rows}
-    out = {c: dict.fromkeys(DELIVERY_STATES, 0) for c in CHANNELS if c in present}
-    for channel, state, n in rows:
-        out[channel][state] = n
-    return out
-
-
-def failures(session: Session, issue_id: int, limit: int = 50) -> list[Failure]:
-    """The issue's failed rows, oldest first: who, by which channel, why, after how many."""
-    rows = session.execute(
-        select(
-            Delivery.id,
-            Delivery.reader_id,
-            Reader.name,
-            Delivery.channel,
-            Delivery.last_error,
-            Delivery.attempts,
-        )
-        .join(Reader, Reader.id == Delivery.reader_id)
-        .where(Delivery.issue_id == issue_id, Delivery.state == "failed")
-        .order_by(Delivery.id)
-        .limit(limit)
-    ).all()
-    return [Failure(r[0], r[1], r[2], r[3], r[4] or "", r[5]) for r in rows]
-
-
-def history(session: Session, delivery_id: int) -> list[DeliveryAttempt]:
-    """Every recorded attempt of a delivery, oldest first."""
-    return list(
-        session.scalars(
-            select(DeliveryAttempt)
-            .where(DeliveryAttempt.delivery_id == delivery_id)
-            .order_by(DeliveryAttempt.at, DeliveryAttempt.id)
-        )
-    )

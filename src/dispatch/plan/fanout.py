@@ -1,5 +1,8 @@
 """Planning: fill the outbox with one delivery per (issue, active reader, reader's channel).
 
+(The other side of the outbox, workers claiming and acknowledging rows, is
+dispatch.deliver.leases.)
+
 Rows go in with `INSERT … ON CONFLICT (issue_id, reader_id, channel) DO NOTHING`, so planning
 twice plans nothing new and two processes planning the same issue at once can't double a
 row. Each row gets its own fresh token (dispatch.track.tokens), made in Python. Readers are
@@ -11,6 +14,9 @@ caller's one transaction.
 
 Every channel a reader chose is planned, configured here or not: a row for a channel no
 worker serves waits in 'queued' (never failed, never lost) until one does.
+
+`audience` and `audience_by_channel` say who planning would reach, for `dispatch send
+--dry-run`; `planned_token` reads back the token a reader's delivery got, for previews.
 """
 
 from __future__ import annotations
@@ -21,21 +27,23 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 
-from sqlalchemy import exists, select, text
+from sqlalchemy import exists, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from dispatch.clock import utcnow
 from dispatch.db.models import CHANNELS, Delivery, Issue, Reader, ReaderChannel
 from dispatch.db.session import is_postgres, transaction
 from dispatch.errors import Refused
-from dispatch.plan.due import mark_planned
+from dispatch.lifecycle import mark_planned
 from dispatch.track.tokens import new_token
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1000
 ANALYZE_AFTER = 1000  # new rows
+# Who gets an issue: readers not paused or unsubscribed.
+ACTIVE = Reader.status == "active"
 
 
 def plan_issue(
@@ -134,7 +142,7 @@ def _targets(
     held open across the inserts."""
     ids = session.scalars(
         select(Reader.id)
-        .where(Reader.status == "active", Reader.id > after)
+        .where(ACTIVE, Reader.id > after)
         .order_by(Reader.id)
         .limit(chunk)
     ).all()
@@ -151,7 +159,7 @@ def _targets(
         .where(
             ReaderChannel.reader_id.between(ids[0], ids[-1]),
             Reader.id.between(ids[0], ids[-1]),
-            Reader.status == "active",
+            ACTIVE,
             # Skip what is planned already (on the unique index): planning again
             # makes no tokens for nothing. ON CONFLICT still settles races.
             ~planned,
@@ -159,3 +167,46 @@ def _targets(
         .order_by(ReaderChannel.reader_id, ReaderChannel.channel)
     ).all()
     return list(ids), [(r.reader_id, r.channel) for r in batch]
+
+
+def audience(session: Session) -> list[Reader]:
+    """The readers planning would reach now, by id: every active reader, with their
+    industries and channels loaded."""
+    return list(
+        session.scalars(
+            select(Reader)
+            .where(ACTIVE)
+            .order_by(Reader.id)
+            .options(selectinload(Reader.industry_rows), selectinload(Reader.channel_rows))
+        )
+    )
+
+
+def audience_by_channel(session: Session) -> dict[str, int]:
+    """How many deliveries planning a new issue would make now, per channel chosen."""
+    rows = session.execute(
+        select(ReaderChannel.channel, func.count())
+        .join(Reader, Reader.id == ReaderChannel.reader_id)
+        .where(ACTIVE)
+        .group_by(ReaderChannel.channel)
+    ).all()
+    return {channel: n for channel, n in rows}
+
+
+def planned_token(session: Session, issue_id: int, reader_id: int, channel: str) -> str | None:
+    """The token of a reader's delivery of an issue by a channel; None if not planned."""
+    return session.scalar(
+        select(Delivery.token).where(
+            Delivery.issue_id == issue_id,
+            Delivery.reader_id == reader_id,
+            Delivery.channel == channel,
+        )
+    )
+
+
+def whole_issue_reader(session: Session) -> Reader | None:
+    """The first reader following 全部 (whoever their status): whom a test copy is
+    rendered as when staff name no one."""
+    return session.scalars(
+        select(Reader).where(Reader.follows_all.is_(True)).order_by(Reader.id).limit(1)
+    ).first()
