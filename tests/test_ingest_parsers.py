@@ -337,7 +337,9 @@ def test_parse_text_checks_its_input_too():
     with pytest.raises(IngestError, match="文件为空"):
         parse_text("", "pasted.txt")
     with pytest.raises(IngestError, match="不是文本文件"):
-        parse_text("●栏目\x00\x00", "pasted.txt")
+        parse_text("●栏目\x00\x01\x02\x03", "pasted.txt")
+    with pytest.raises(IngestError, match=r"pasted.txt:2: .*U\+0000"):  # a stray NUL: its line
+        parse_text("●栏目\n标\x00题\n正文。", "pasted.txt")
 
 
 # --- Markdown -----------------------------------------------------------------------------

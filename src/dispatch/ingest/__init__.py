@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from .decode import EMPTY, NOT_TEXT, decode_bytes
+from .decode import EMPTY, NOT_TEXT, decode_bytes, read_issue_file
 from .document import (
     Block,
     IngestError,
@@ -63,14 +63,7 @@ def parse_file(path: Path | str) -> ParsedIssue:
     """Parse an issue file; raise IngestError (file, line, reason) if it can't be used."""
     path = Path(path)
     file = str(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise IngestError(file, None, "文件不存在") from None
-    except IsADirectoryError:
-        raise IngestError(file, None, "这是一个文件夹，不是文件") from None
-    except OSError as e:
-        raise IngestError(file, None, f"无法读取文件：{e.strerror or e}") from None
+    data = read_issue_file(path, file)
     if not data:
         raise IngestError(file, None, EMPTY)
 

@@ -1,22 +1,35 @@
-"""Bytes → text for issue files: UTF-8 (with or without BOM), then GB18030 (a superset of
-GBK/GB2312, what Chinese Windows editors save by default). UTF-16 with a BOM (Notepad's
-"Unicode") is accepted too. Anything else is refused as not text."""
+"""Reading issue files: their bytes within the size limit (dispatch.limits), then text by
+the rules every text file follows (dispatch.textfile): UTF-8 (with or without BOM),
+GB18030/GBK, UTF-16 with a BOM; one encoding per file."""
 
 from __future__ import annotations
 
-import codecs
+from pathlib import Path
+
+from dispatch import textfile
+from dispatch.cleantext import INVISIBLE
+from dispatch.limits import (
+    ISSUE_FILE_BYTES,
+    ISSUE_TEXT_BYTES,
+    FileRefused,
+    read_capped,
+    too_large,
+)
 
 from .document import IngestError
+
+__all__ = ["EMPTY", "NOT_TEXT", "decode_bytes", "is_blank", "read_issue_file"]
 
 EMPTY = "文件为空"
 NOT_TEXT = "不是文本文件（含有二进制内容，或既不是 UTF-8 也不是 GBK/GB18030 编码）"
 
-# Characters str.strip() does not remove but that carry nothing visible.
-INVISIBLE = "\ufeff\u200b\u200c\u200d\u2060"
 
-# C0 control characters that do appear in real text files: tab, line feed, vertical tab,
-# form feed (page breaks), carriage return, and DOS end-of-file.
-_ALLOWED_CONTROLS = {"\t", "\n", "\x0b", "\x0c", "\r", "\x1a"}
+def read_issue_file(path: Path, file: str) -> bytes:
+    """The bytes of an issue file, within the size limit; IngestError otherwise."""
+    try:
+        return read_capped(path, ISSUE_FILE_BYTES, "期刊文件")
+    except FileRefused as e:
+        raise IngestError(file, None, e.reason) from None
 
 
 def is_blank(text: str) -> bool:
@@ -24,40 +37,19 @@ def is_blank(text: str) -> bool:
     return not text.strip().strip(INVISIBLE).strip()
 
 
-def looks_binary(text: str) -> bool:
-    """A decoded string that is really binary data: NUL, or more than 1% control chars."""
-    if "\x00" in text:
-        return True
-    controls = sum(1 for c in text if (c < " " and c not in _ALLOWED_CONTROLS) or c == "\x7f")
-    return controls > 0 and controls * 100 > len(text)
-
-
 def decode_bytes(data: bytes, file: str) -> str:
-    """Decode an issue file's bytes; raise IngestError for empty or non-text content.
-
-    The result has no BOM. It may still be blank-looking only if the caller skips
-    ``is_blank``; here a blank file is refused as empty.
-    """
+    """Decode an issue file's bytes; raise IngestError for empty or non-text content,
+    naming the line where one line is in another encoding. The result has no BOM."""
     if not data:
         raise IngestError(file, None, EMPTY)
-    text: str | None = None
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            text = data.decode("utf-16")
-        except UnicodeDecodeError:
+    if len(data) > ISSUE_TEXT_BYTES:
+        raise IngestError(file, None, too_large(len(data), ISSUE_TEXT_BYTES, "文本或 Markdown 期刊文件"))
+    try:
+        text = textfile.decode(data)
+    except textfile.Undecodable as e:
+        if e.problem == "binary":
             raise IngestError(file, None, NOT_TEXT) from None
-    elif b"\x00" in data:
-        raise IngestError(file, None, NOT_TEXT)
-    else:
-        for encoding in ("utf-8-sig", "gb18030"):
-            try:
-                text = data.decode(encoding)
-                break
-            except UnicodeDecodeError:
-                continue
-    if text is None or looks_binary(text):
-        raise IngestError(file, None, NOT_TEXT)
-    text = text.lstrip("\ufeff")
+        raise IngestError(file, e.line, e.reason) from None
     if is_blank(text):
         raise IngestError(file, None, EMPTY)
     return text

@@ -24,6 +24,10 @@ from datetime import date, datetime
 from typing import Any
 
 import yaml
+from yaml.reader import ReaderError
+
+from dispatch.cleantext import describe
+from dispatch.limits import FRONT_MATTER_LINES
 
 from .document import IngestError, ParsedIssue
 from .plaintext import (
@@ -35,6 +39,7 @@ from .plaintext import (
     clean_line,
     find_date,
     source_of,
+    stored_text,
 )
 
 MARKDOWN_LABELS = Labels(section="以 # 开头的栏目标题", marker="#", article="文章标题（##）")
@@ -48,7 +53,7 @@ _FRONT_MATTER_KEYS = {
     "日期": "date",
 }
 
-_HEADING = re.compile(r"(#{1,6})(?!#)\s*(.*?)(?:\s+#+)?")
+_HEADING = re.compile(r"(#{1,6})(?!#)\s*")
 _FENCE = re.compile(r"(```|~~~)")
 _RULE = re.compile(r"([-*_=])(?:\s*\1){2,}")
 _REF_DEFINITION = re.compile(r"\[[^\]]+\]:\s*\S+.*")
@@ -59,19 +64,21 @@ _QUOTE = re.compile(r"(?:>\s?)+(.*)")
 
 _ESCAPABLE = "\\`*_{}[]()#+-.!>~|"
 _ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!>~|])")
-_INLINE = [
-    (re.compile(r"<!--.*?-->"), ""),
-    (re.compile(r"!\[[^\]]*\]\([^)]*\)"), ""),  # images are dropped
-    (re.compile(r"!\[[^\]]*\]\[[^\]]*\]"), ""),
-    (re.compile(r"\[([^\]]*)\]\([^)]*\)"), r"\1"),  # [text](url) → text
-    (re.compile(r"\[([^\]]+)\]\[[^\]]*\]"), r"\1"),  # [text][ref] → text
-    (re.compile(r"<((?:https?|mailto):[^>\s]+)>"), r"\1"),  # <https://…> → the URL
+# Every pattern runs in time linear in the line: a span's text can't contain its own
+# delimiter (or an opening bracket), so a span that never closes is given up at the next
+# delimiter instead of at the end of the line, for each of a million openings.
+_INLINE: list[tuple[re.Pattern[str], str] | None] = [
+    (re.compile(r"!\[[^\[\]]*\]\([^()\[\]]*\)"), ""),  # images are dropped
+    (re.compile(r"!\[[^\[\]]*\]\[[^\[\]]*\]"), ""),
+    (re.compile(r"\[([^\[\]]*)\]\([^()\[\]]*\)"), r"\1"),  # [text](url) → text
+    (re.compile(r"\[([^\[\]]+)\]\[[^\[\]]*\]"), r"\1"),  # [text][ref] → text
+    (re.compile(r"<((?:https?|mailto):[^<>\s]+)>"), r"\1"),  # <https://…> → the URL
     (re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>"), ""),  # HTML tags
-    (re.compile(r"(`+)(.+?)\1"), r"\2"),  # `code`
-    (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),  # **bold** __bold__
-    (re.compile(r"~~(?=\S)(.+?)(?<=\S)~~"), r"\1"),  # ~~struck~~
-    (re.compile(r"(?<!\*)\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?!\*)"), r"\1"),  # *em*
-    (re.compile(r"(?<![A-Za-z0-9_])_(?=[^\s_])(.+?)(?<=[^\s_])_(?![A-Za-z0-9_])"), r"\1"),
+    None,  # `code`: strip_code_spans
+    (re.compile(r"(\*\*|__)(?=\S)((?:(?!\1).)+?)(?<=\S)\1"), r"\2"),  # **bold** __bold__
+    (re.compile(r"~~(?=\S)((?:(?!~~).)+?)(?<=\S)~~"), r"\1"),  # ~~struck~~
+    (re.compile(r"(?<!\*)\*(?=[^\s*])([^*]+?)(?<=[^\s*])\*(?!\*)"), r"\1"),  # *em*
+    (re.compile(r"(?<![A-Za-z0-9_])_(?=[^\s_])([^_]+?)(?<=[^\s_])_(?![A-Za-z0-9_])"), r"\1"),
 ]
 
 
@@ -79,10 +86,66 @@ def strip_inline(text: str) -> str:
     """Plain text of a line of Markdown: markup, links' URLs, images and HTML tags gone."""
     # Escaped characters are parked in the private-use area so no rule touches them.
     text = _ESCAPE.sub(lambda m: chr(0xE000 + _ESCAPABLE.index(m[1])), text)
-    for pattern, replacement in _INLINE:
-        text = pattern.sub(replacement, text)
+    text = drop_comments(text)[0]
+    for rule in _INLINE:
+        text = strip_code_spans(text) if rule is None else rule[0].sub(rule[1], text)
     text = re.sub("[\ue000-\ue0ff]", lambda m: _ESCAPABLE[ord(m[0]) - 0xE000], text)
     return clean_line(html.unescape(text))
+
+
+_BACKTICKS = re.compile(r"`+")
+
+
+def strip_code_spans(text: str) -> str:
+    """`code` → code: a span opens with a run of backticks and closes at the next run of
+    the same length; an opening with no such run is literal. Each run's next run of the
+    same length is found in one pass from the right, so this is linear where a regex
+    with a backreference is cubic on a line of backticks."""
+    runs = [(m.start(), m.end()) for m in _BACKTICKS.finditer(text)]
+    following: list[int | None] = [None] * len(runs)
+    last: dict[int, int] = {}
+    for i in range(len(runs) - 1, -1, -1):
+        size = runs[i][1] - runs[i][0]
+        following[i], last[size] = last.get(size), i
+    out: list[str] = []
+    at = i = 0
+    while i < len(runs):
+        close = following[i]
+        if close is None:
+            i += 1
+            continue
+        out += [text[at:runs[i][0]], text[runs[i][1]:runs[close][0]]]
+        at, i = runs[close][1], close + 1
+    out.append(text[at:])
+    return "".join(out)
+
+
+def drop_comments(line: str) -> tuple[str, bool]:
+    """The line without its HTML comments; True if one opens and doesn't close there (it
+    is cut off at the ``<!--``). Found with str.find: a regex retried at each of many
+    unclosed ``<!--`` would scan the rest of the line for each."""
+    out: list[str] = []
+    at = 0
+    while (start := line.find("<!--", at)) >= 0:
+        out.append(line[at:start])
+        end = line.find("-->", start + 4)
+        if end < 0:
+            return "".join(out), True
+        at = end + 3
+    out.append(line[at:])
+    return "".join(out), False
+
+
+def _heading(line: str) -> tuple[int, str] | None:
+    """(level, text) of an ATX heading line (closing #s dropped), or None."""
+    m = _HEADING.match(line)
+    if m is None:
+        return None
+    text = line[m.end():]
+    closed = text.rstrip("#")
+    if closed != text and closed and closed[-1].isspace():
+        text = closed
+    return len(m[1]), text.strip()
 
 
 def join_wrapped(lines: list[str]) -> str:
@@ -103,9 +166,17 @@ def _front_matter(raw: list[str], file: str) -> tuple[dict[str, Any], dict[str, 
     end = next((i for i in range(1, len(raw)) if raw[i].rstrip() in ("---", "...")), None)
     if end is None:
         raise IngestError(file, 1, "front matter（开头的 --- 块）没有结束：缺少结尾的 --- 行")
+    if end - 1 > FRONT_MATTER_LINES:
+        raise IngestError(
+            file, 1, f"front matter（开头的 --- 块）过长：{end - 1} 行，最多 {FRONT_MATTER_LINES} 行"
+        )
     source = "\n".join(raw[1:end])
     try:
         data = yaml.safe_load(source)
+    except ReaderError as e:
+        # A raw control character: YAML refuses it before parsing.
+        line = 2 + source[: e.position].count("\n")
+        raise IngestError(file, line, describe(chr(e.character))) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = 2 + mark.line if mark is not None else 1
@@ -134,16 +205,14 @@ def _front_matter_issue_fields(
 ) -> tuple[str | None, str | None, date | None]:
     title = number = None
     published_on: date | None = None
+    for key, what in (("title", "title（标题）"), ("number", "number（期号）"), ("date", "date（日期）")):
+        # str() of a nested value built from YAML aliases can be exponentially long.
+        if isinstance(values.get(key), dict | list):
+            raise IngestError(file, where[key], f"front matter 中的 {what}应该是一行文字")
     if values.get("title") is not None:
-        if isinstance(values["title"], dict | list):
-            raise IngestError(file, where["title"], "front matter 中的 title（标题）应该是一行文字")
-        title = str(values["title"]).strip() or None
+        title = stored_text(str(values["title"]), file, where["title"]).strip() or None
     if values.get("number") is not None:
-        if isinstance(values["number"], dict | list):
-            raise IngestError(
-                file, where["number"], "front matter 中的 number（期号）应该是一行文字"
-            )
-        number = str(values["number"]).strip() or None
+        number = stored_text(str(values["number"]), file, where["number"]).strip() or None
         if number and number.isdigit():
             number = f"第{number}期"
     value = values.get("date")
@@ -152,7 +221,7 @@ def _front_matter_issue_fields(
     elif isinstance(value, date):
         published_on = value
     elif value is not None:
-        text = str(value).strip()
+        text = stored_text(str(value), file, where["date"]).strip()
         try:
             published_on = find_date(text)
         except InvalidDate:
@@ -201,9 +270,7 @@ def markdown_events(lines: list[tuple[int, str]]) -> list[Event]:
             elif clean_line(line):
                 events.append(Event("paragraph", clean_line(line), no))
             continue
-        line = re.sub(r"<!--.*?-->", "", line)
-        if "<!--" in line:
-            line, in_comment = line.split("<!--", 1)[0], True
+        line, in_comment = drop_comments(line)
         s = clean_line(line)
         if not s:
             flush()
@@ -214,12 +281,12 @@ def markdown_events(lines: list[tuple[int, str]]) -> list[Event]:
             fence = m[1]
             continue
         if s.startswith("#"):
-            heading = _HEADING.fullmatch(s)
+            heading = _heading(s)
             if heading:
                 flush()
-                level = len(heading[1])
+                level, text = heading
                 kind = "section" if level == 1 else "article" if level == 2 else "subheading"
-                events.append(Event(kind, strip_inline(heading[2]), no))
+                events.append(Event(kind, strip_inline(text), no))
                 continue
         if _RULE.fullmatch(s) or _REF_DEFINITION.fullmatch(s):
             flush()

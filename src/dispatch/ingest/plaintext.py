@@ -24,7 +24,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
-from .decode import INVISIBLE, NOT_TEXT, is_blank, looks_binary
+from dispatch.cleantext import INVISIBLE, BadText, clean
+from dispatch.limits import ISSUE_LINES
+from dispatch.textfile import looks_binary
+
+from .decode import NOT_TEXT, is_blank
 from .document import (
     ArticleKind,
     Block,
@@ -66,7 +70,7 @@ _SENTENCE_END = re.compile(r"[。！？；…，：、.!?;,:][\"'”’」』）
 _SOURCE = re.compile(
     r"^(?P<open>[（(【\[]?)\s*"
     r"(?:(?:资料|文章|信息|消息|稿件)?来源\s*[：:]|(?:摘编自|摘自|转载自|转自|选自)\s*[：:]?)"
-    r"\s*(?P<source>.+?)\s*$"
+    r"\s*+(?P<source>.*\S)\s*$"  # not \s*(.+?)\s*$: quadratic on a line of spaces
 )
 
 
@@ -78,6 +82,16 @@ def clean_line(line: str) -> str:
 def split_lines(text: str) -> list[tuple[int, str]]:
     """The text as (1-based line number, cleaned line) pairs; line breaks: LF, CRLF, CR."""
     return [(no, clean_line(line)) for no, line in enumerate(_LINE_BREAK.split(text), 1)]
+
+
+def stored_text(text: str, file: str, line: int | None) -> str:
+    """``text`` by the character rule for what is stored (dispatch.cleantext): line breaks
+    and tabs → a space, invisible characters dropped, other control characters refused
+    naming the file and line."""
+    try:
+        return clean(text)
+    except BadText as e:
+        raise IngestError(file, line, e.message) from None
 
 
 def is_page_number(line: str) -> bool:
@@ -284,6 +298,8 @@ def build_issue(
       titled as the section (编者的话);
     - 来源 lines become the article's source; every section and article must have text.
     """
+    # Every text that is stored comes through here: the character rule, with the line.
+    events = [Event(ev.kind, stored_text(ev.text, file, ev.line), ev.line) for ev in events]
     first_section = next((i for i, ev in enumerate(events) if ev.kind == "section"), None)
     if first_section is None:
         raise IngestError(file, None, f"文件中没有找到任何文章：没有{labels.section}")
@@ -351,11 +367,14 @@ def build_issue(
 
 
 def check_text(text: str, file: str) -> str:
-    """Refuse empty or binary text; drop a leading BOM."""
+    """Refuse empty, binary or overlong text; drop a leading BOM."""
     if looks_binary(text):
         raise IngestError(file, None, NOT_TEXT)
     if is_blank(text):
         raise IngestError(file, None, "文件为空")
+    lines = text.count("\n") + text.count("\r") - text.count("\r\n") + 1
+    if lines > ISSUE_LINES:
+        raise IngestError(file, None, f"行数过多（{lines} 行，最多 {ISSUE_LINES} 行）：不像一期快报")
     return text.lstrip("\ufeff")
 
 

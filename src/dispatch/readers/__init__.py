@@ -63,6 +63,27 @@ MAX_LENGTH: dict[str, int] = {
 }
 
 
+# A cell starting with one of these is a formula to Excel, LibreOffice and WPS (OWASP "CSV
+# injection"). Exports put NEUTRALISER before such a value, and before a value that itself
+# starts with NEUTRALISER; imports take one off again, so a list round-trips unchanged.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+NEUTRALISER = "'"
+
+
+def neutralise(value: str) -> str:
+    """The cell text an export writes: never read as a formula."""
+    if value.startswith((*FORMULA_START, NEUTRALISER)):
+        return NEUTRALISER + value
+    return value
+
+
+def unneutralise(cell: str) -> str:
+    """The value behind a cell an export wrote (other cells are left as they are)."""
+    if cell.startswith(NEUTRALISER) and cell[1:].startswith((*FORMULA_START, NEUTRALISER)):
+        return cell[1:]
+    return cell
+
+
 def channel_words(channels: list[str] | tuple[str, ...]) -> str:
     """'邮件、企业微信' for ('email', 'wecom'), as the lists write it."""
     return "、".join(CHANNEL_WORDS[c][0] for c in CHANNEL_ORDER if c in channels)

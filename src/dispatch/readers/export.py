@@ -1,7 +1,9 @@
 """Readers → a list in the import format (CSV as Excel opens it, or XLSX).
 
 What is exported imports back unchanged: same columns, 状态 included, industries joined
-with 、 (or 全部), channels in words.
+with 、 (or 全部), channels in words. No cell is ever a formula (OWASP "CSV injection"): a
+value starting with = + - @ TAB CR gets a leading ' in both formats (``neutralise``; the
+import takes it off), and every .xlsx cell is written as text.
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ from pathlib import Path
 from dispatch.db.models import Reader
 from dispatch.errors import Refused
 from dispatch.industries import describe
-from dispatch.readers import COLUMNS, channel_words, status_word
+from dispatch.readers import COLUMNS, channel_words, neutralise, status_word
 from dispatch.readers.apply import state_of
 
 FORMATS = (".csv", ".xlsx")
 
 
 def reader_row(reader: Reader) -> list[str]:
+    """The reader's cells as an export writes them (neutralised)."""
     s = state_of(reader)
-    return [
+    return [neutralise(v) for v in (
         s.name,
         s.organization,
         s.position,
@@ -32,7 +35,7 @@ def reader_row(reader: Reader) -> list[str]:
         describe(s.follows_all, s.industries),
         channel_words(s.channels),
         status_word(s.status),
-    ]
+    )]
 
 
 def csv_bytes(readers: Iterable[Reader]) -> bytes:
@@ -57,10 +60,13 @@ def write_xlsx(readers: Iterable[Reader], path: Path) -> None:
         cell.font = Font(bold=True)
     for reader in readers:
         ws.append(reader_row(reader))
-    # Every cell is text: Excel must not turn a numeric WeChat Work id into 1.38E+10.
+    # Every cell is text: Excel must not turn a numeric WeChat Work id into 1.38E+10, and
+    # openpyxl would otherwise write a value starting with "=" as a formula.
     for row in ws.iter_rows(min_row=2):
         for cell in row:
             cell.number_format = "@"
+            if cell.value is not None:
+                cell.data_type = "s"
     widths = (10, 24, 16, 10, 28, 18, 28, 16, 6)
     for column, width in zip("ABCDEFGHI", widths, strict=True):
         ws.column_dimensions[column].width = width

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from email_validator import EmailNotValidError, validate_email
 
+from dispatch import cleantext
 from dispatch import industries as ind
 from dispatch.readers import (
     ALIASES,
@@ -100,19 +100,6 @@ def _header_hint(table: RawTable) -> str:
 
 
 # --- cells -------------------------------------------------------------------------------
-
-
-def bad_characters(text: str) -> str | None:
-    """Why a cell's text cannot be stored as is (line breaks, control characters), or None."""
-    for ch in text:
-        if ch in "\r\n\u2028\u2029\x0b\x0c\x85":
-            return "含有换行符（请删除单元格内的换行）"
-        if ch == "\t":
-            return "含有制表符（Tab）"
-        cat = unicodedata.category(ch)
-        if cat in ("Cc", "Cf", "Cs", "Co"):
-            return f"含有不可见的控制字符（U+{ord(ch):04X}）"
-    return None
 
 
 def normalize_email(text: str) -> str:
@@ -226,12 +213,12 @@ def build_record(
     for f, raw in values.items():
         if raw is None:
             continue
-        text = raw.strip()
-        problem = bad_characters(text)
-        if problem:
-            err(f, problem)
-            continue
-        cells[f] = text
+        try:
+            # What a reader's fields feed (mail headers, greetings, the terminal) takes one
+            # line of visible text: a line break in a cell usually joins two values.
+            cells[f] = cleantext.clean(raw.strip(), breaks="refuse")
+        except cleantext.BadText as exc:
+            err(f, exc.message)
 
     for f in _TEXT_FIELDS:
         if f not in cells:
@@ -344,9 +331,9 @@ def _addresses_only(values: Mapping[str, str], file: str, row: int) -> ReaderRec
     """The valid addresses of a row that has errors elsewhere."""
     found: dict[str, str] = {}
     for f, check in (("email", normalize_email), ("wecom_userid", check_wecom_userid)):
-        text = (values.get(f) or "").strip()
-        if text and not bad_characters(text):
-            with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError):  # BadText is a ValueError too
+            text = cleantext.clean((values.get(f) or "").strip(), breaks="refuse")
+            if text:
                 found[f] = check(text)
     return ReaderRecord(file=file, row=row, **found)
 
