@@ -104,7 +104,7 @@ class RawTable:
 
 
 @dataclass(frozen=True)
-class ReaderImportError:
+class ListProblem:
     """One problem in a list; row is the spreadsheet's (header = 1), column as staff name it."""
 
     file: str
@@ -147,8 +147,8 @@ class ReaderRecord:
     file: str = ""
     row: int | None = None
 
-    def error(self, column: str | None, message: str) -> ReaderImportError:
-        return ReaderImportError(self.file, self.row, column, message)
+    def error(self, column: str | None, message: str) -> ListProblem:
+        return ListProblem(self.file, self.row, column, message)
 
 
 @dataclass
@@ -156,7 +156,7 @@ class ImportReport:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
-    errors: list[ReaderImportError] = field(default_factory=list)
+    errors: list[ListProblem] = field(default_factory=list)
     # Rows naming a reader who unsubscribed: kept unsubscribed, listed for staff.
     kept_unsubscribed: list[dict[str, Any]] = field(default_factory=list)
     # Columns the files have that the format does not know (ignored).

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -24,7 +25,7 @@ from dispatch.readers import (
     CHANNEL_WORDS,
     COLUMNS,
     ImportReport,
-    ReaderImportError,
+    ListProblem,
     ReaderRecord,
 )
 from dispatch.readers.table import TableError, read_table
@@ -88,7 +89,7 @@ def merge(current: ReaderState | None, rec: ReaderRecord) -> ReaderState:
     every channel with an address). Status: an unsubscribed reader stays unsubscribed.
     """
 
-    def pick(name: str, default):  # noqa: ANN001, ANN202
+    def pick(name: str, default: Any) -> Any:
         value = getattr(rec, name)
         if value is not None:
             return value
@@ -125,7 +126,7 @@ def merge(current: ReaderState | None, rec: ReaderRecord) -> ReaderState:
     )
 
 
-def check_state(state: ReaderState, rec: ReaderRecord) -> list[ReaderImportError]:
+def check_state(state: ReaderState, rec: ReaderRecord) -> list[ListProblem]:
     """Problems only visible once the record meets the stored reader."""
     errors = []
     if not state.email and not state.wecom_userid:
@@ -308,7 +309,7 @@ def import_lists(factory: sessionmaker[Session], paths: Sequence[Path], *,
 
 
 def _conflicts(index: _Index, state: ReaderState, rec: ReaderRecord,
-               reader: Reader | None) -> list[ReaderImportError]:
+               reader: Reader | None) -> list[ListProblem]:
     errors = []
     for f, table in (("email", index.by_email), ("wecom_userid", index.by_wecom)):
         value = getattr(state, f)
@@ -351,7 +352,7 @@ def update_reader(session: Session, reader: Reader, rec: ReaderRecord) -> list[s
 class RecordRefused(Refused):
     """A reader given on the command line was refused; the errors say why."""
 
-    def __init__(self, errors: list[ReaderImportError]):
+    def __init__(self, errors: list[ListProblem]):
         self.errors = errors
         super().__init__("；".join(
             f"{e.column}: {e.message}" if e.column else e.message for e in errors

@@ -29,7 +29,7 @@ from dispatch.limits import (
     TableLimits,
     read_capped,
 )
-from dispatch.readers import RawTable, ReaderImportError, unneutralise
+from dispatch.readers import ListProblem, RawTable, unneutralise
 
 SUPPORTED = (".csv", ".xlsx")
 
@@ -47,7 +47,7 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 class TableError(Exception):
     """The file cannot be read as a table; carries the error to report."""
 
-    def __init__(self, error: ReaderImportError):
+    def __init__(self, error: ListProblem):
         super().__init__(str(error))
         self.error = error
 
@@ -68,7 +68,7 @@ def read_table(path: Path, display: str | None = None) -> RawTable:
 
 
 def _error(file: str, row: int | None, message: str) -> TableError:
-    return TableError(ReaderImportError(file, row, None, message))
+    return TableError(ListProblem(file, row, None, message))
 
 
 def _over(limits: TableLimits) -> str:

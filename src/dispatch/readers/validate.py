@@ -23,8 +23,8 @@ from dispatch.readers import (
     COLUMNS,
     MAX_LENGTH,
     STATUS_WORDS,
+    ListProblem,
     RawTable,
-    ReaderImportError,
     ReaderRecord,
 )
 
@@ -40,7 +40,7 @@ class Validated:
     labels: dict[str, dict[str, str]] = field(default_factory=dict)  # file → field → header
     # The addresses of every row, valid or not, for the duplicate check.
     addresses: list[ReaderRecord] = field(default_factory=list)
-    errors: list[ReaderImportError] = field(default_factory=list)
+    errors: list[ListProblem] = field(default_factory=list)
     ignored_columns: list[dict[str, str]] = field(default_factory=list)
     rows: int = 0
 
@@ -74,7 +74,7 @@ def map_header(table: RawTable) -> tuple[dict[str, int], dict[str, str], Validat
             out.ignored_columns.append({"file": table.file, "column": label})
             continue
         if f in index:
-            out.errors.append(ReaderImportError(
+            out.errors.append(ListProblem(
                 table.file, table.header_row, label,
                 f"列“{label}”与列“{labels[f]}”重复（都表示{COLUMNS[f]}）",
             ))
@@ -83,11 +83,11 @@ def map_header(table: RawTable) -> tuple[dict[str, int], dict[str, str], Validat
         labels[f] = label
     for f in ("name", "industries"):
         if f not in index:
-            out.errors.append(ReaderImportError(
+            out.errors.append(ListProblem(
                 table.file, table.header_row, COLUMNS[f], f"缺少必填列“{COLUMNS[f]}”" + _header_hint(table)
             ))
     if "email" not in index and "wecom_userid" not in index:
-        out.errors.append(ReaderImportError(
+        out.errors.append(ListProblem(
             table.file, table.header_row, COLUMNS["email"],
             "缺少地址列：至少要有“邮箱”或“企业微信账号”中的一列" + _header_hint(table),
         ))
@@ -192,14 +192,14 @@ def build_record(
     row: int | None,
     labels: Mapping[str, str] | None = None,
     need_identity: bool = True,
-) -> tuple[ReaderRecord | None, list[ReaderImportError]]:
+) -> tuple[ReaderRecord | None, list[ListProblem]]:
     """One reader from its cell texts (field → text; None or absent = column not given).
 
     ``need_identity``: an address is required (imports and `add`; `set` names the reader
     by key instead), and so are a name and industries.
     """
     labels = labels or COLUMNS
-    errors: list[ReaderImportError] = []
+    errors: list[ListProblem] = []
     failed: set[str] = set()
     out: dict[str, object] = {}
 
@@ -207,7 +207,7 @@ def build_record(
         if f:
             failed.add(f)
         column = (labels.get(f) or COLUMNS.get(f)) if f else None
-        errors.append(ReaderImportError(file, row, column, message))
+        errors.append(ListProblem(file, row, column, message))
 
     cells: dict[str, str] = {}
     for f, raw in values.items():
@@ -310,7 +310,7 @@ def validate_table(table: RawTable) -> Validated:
         out.rows += 1
         extra = [c for c in cells[width:] if c.strip()]
         if extra:
-            out.errors.append(ReaderImportError(
+            out.errors.append(ListProblem(
                 table.file, number, None,
                 f"此行比表头多出 {len(extra)} 个单元格（“{extra[0].strip()[:30]}”）；"
                 "单元格内容含逗号时须用英文双引号括起来",
@@ -346,9 +346,9 @@ def _other_row(this: ReaderRecord, other: ReaderRecord) -> str:
 
 def find_duplicates(
     records: Iterable[ReaderRecord], labels: Mapping[str, Mapping[str, str]] | None = None
-) -> list[ReaderImportError]:
+) -> list[ListProblem]:
     """The same email or WeChat Work id twice, within a file or across files."""
-    errors: list[ReaderImportError] = []
+    errors: list[ListProblem] = []
     seen: dict[str, dict[str, ReaderRecord]] = {"email": {}, "wecom_userid": {}}
     for rec in records:
         for f in ("email", "wecom_userid"):
