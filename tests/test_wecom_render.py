@@ -10,7 +10,7 @@ from datetime import date
 import pytest
 
 from dispatch.render import slots
-from dispatch.render.digest import ArticleView, Block, Digest, IssueView
+from dispatch.render.views import ArticleView, Block, Digest, IssueView
 from dispatch.render.wecom import (
     BTNTXT_MAX_CHARS,
     DESCRIPTION_MAX_BYTES,

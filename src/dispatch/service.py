@@ -25,8 +25,8 @@ from starlette.types import ASGIApp
 
 from dispatch import faults
 from dispatch.config import Config
-from dispatch.context import Context
 from dispatch.health import Health, Part
+from dispatch.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ async def _started(server: uvicorn.Server, task: asyncio.Task) -> bool:
 
 
 async def serve(
-    ctx: Context, *, web: bool = True, scheduler: bool = True, worker: bool = True
+    runtime: Runtime, *, web: bool = True, scheduler: bool = True, worker: bool = True
 ) -> None:
     from dispatch.deliver.worker import Worker
     from dispatch.plan.scheduler import Reconciler
@@ -124,21 +124,21 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    ctx.engine  # noqa: B018 - open and migrate before anything starts
+    runtime.engine  # noqa: B018 - open and migrate before anything starts
     health = Health()  # its parts exist before /healthz can be asked
     worker_part = health.part("worker") if worker else None
     scheduler_part = (
-        health.part("scheduler", max_silence=3 * ctx.config.schedule.tick_seconds)
+        health.part("scheduler", max_silence=3 * runtime.config.schedule.tick_seconds)
         if scheduler else None
     )
     tasks: list[asyncio.Task] = []
     if web:
         from dispatch.web.app import create_app
 
-        host, port = _listen(ctx.config.web.listen)
+        host, port = _listen(runtime.config.web.listen)
 
         def make_server() -> uvicorn.Server:
-            return _QuietServer(web_config(ctx.config, create_app(ctx, health=health)))
+            return _QuietServer(web_config(runtime.config, create_app(runtime, health=health)))
 
         first = make_server()
         first_run = asyncio.create_task(_serve_web(first, stop), name="web")
@@ -147,7 +147,7 @@ async def serve(
                 await first_run
             log.error("web app: cannot listen on %s:%d ([web] listen); stopping", host, port)
             raise SystemExit(1)
-        log.info("web app on http://%s:%d (links use %s)", host, port, ctx.config.web.base_url)
+        log.info("web app on http://%s:%d (links use %s)", host, port, runtime.config.web.base_url)
         started = [first_run]
 
         def web_run() -> Awaitable[None]:
@@ -157,13 +157,13 @@ async def serve(
         tasks.append(asyncio.create_task(supervise("web app", web_run, stop, None), name="web"))
     the_worker = None
     if worker_part is not None:
-        the_worker = Worker(ctx, health=worker_part)
+        the_worker = Worker(runtime, health=worker_part)
         tasks.append(asyncio.create_task(
             supervise("worker", lambda: the_worker.run(stop), stop, worker_part), name="worker"
         ))
     if scheduler_part is not None:
         reconciler = Reconciler(
-            ctx, on_planned=the_worker.wake.set if the_worker else None, health=scheduler_part
+            runtime, on_planned=the_worker.wake.set if the_worker else None, health=scheduler_part
         )
         tasks.append(asyncio.create_task(
             supervise("scheduler", lambda: reconciler.run(stop), stop, scheduler_part),

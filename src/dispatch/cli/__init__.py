@@ -14,10 +14,10 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from dispatch.config import load
-from dispatch.context import Context
 from dispatch.db.errors import describe as describe_database_fault
 from dispatch.errors import Refused
 from dispatch.instance import check as check_instance
+from dispatch.runtime import Runtime
 
 
 class _Group(TyperGroup):
@@ -40,7 +40,7 @@ class _Group(TyperGroup):
             raise typer.Exit(1) from exc
 
 
-def _database_fault(obj: Context | None, exc: Exception) -> str | None:
+def _database_fault(obj: Runtime | None, exc: Exception) -> str | None:
     if obj is None:  # the settings could not even be read: not a database fault
         return None
     cfg = obj.config
@@ -76,11 +76,11 @@ def _root(
     )
     if ctx.invoked_subcommand == "init":
         return  # makes a config; needs none
-    ctx.obj = Context(load(config))
+    ctx.obj = Runtime(load(config))
     check_instance(ctx.obj.config)  # a missing folder is refused now, not at the first page
 
 
-def context(ctx: typer.Context) -> Context:
+def runtime_of(ctx: typer.Context) -> Runtime:
     return ctx.find_root().obj
 
 

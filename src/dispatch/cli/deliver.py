@@ -17,13 +17,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dispatch import clock, editorial
-from dispatch.cli import context
+from dispatch.cli import runtime_of
 from dispatch.db.session import transaction
 from dispatch.deliver import leases, report
 from dispatch.deliver.channel import configured
 from dispatch.errors import Refused
 from dispatch.lifecycle import claim_for_send
 from dispatch.plan import fanout
+from dispatch.runtime import Runtime
 
 out = Console(highlight=False)
 JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON")]
@@ -43,9 +44,9 @@ def _service_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _status_data(ctx, issue_id: int) -> dict:  # noqa: ANN001
-    lateness = timedelta(hours=ctx.config.schedule.max_lateness_hours)
-    with transaction(ctx.sessions) as session:
+def _status_data(runtime: Runtime, issue_id: int) -> dict:
+    lateness = timedelta(hours=runtime.config.schedule.max_lateness_hours)
+    with transaction(runtime.sessions) as session:
         return report.issue_status(session, issue_id, clock.utcnow(), lateness)
 
 
@@ -84,8 +85,8 @@ def _print_status(data: dict, configured: set[str]) -> None:
         out.print(ft)
 
 
-def _configured(ctx) -> set[str]:  # noqa: ANN001
-    return set(configured(ctx.config))
+def _configured(runtime: Runtime) -> set[str]:
+    return set(configured(runtime.config))
 
 
 def send(
@@ -100,36 +101,36 @@ def send(
     as_json: JsonFlag = False,
 ) -> None:
     """Plan and deliver an issue now (whatever its publication time)."""
-    c = context(ctx)
+    runtime = runtime_of(ctx)
     if to is not None:
-        _send_test_copy(c, issue_id, to, recipient)
+        _send_test_copy(runtime, issue_id, to, recipient)
         return
     if dry_run:
-        _dry_run(c, issue_id, as_json)
+        _dry_run(runtime, issue_id, as_json)
         return
-    with transaction(c.sessions) as session:
+    with transaction(runtime.sessions) as session:
         before = claim_for_send(session, issue_id)
-    planned = fanout.fan_out(c.sessions, issue_id)
+    planned = fanout.fan_out(runtime.sessions, issue_id)
     if not as_json:
         out.print(f"issue {issue_id} ({ISSUE_WORDS[before]}): planned "
                   + ", ".join(f"{n} {ch}" for ch, n in planned.items()))
     if wait:
-        asyncio.run(_deliver_until_done(c, issue_id, show_progress=not as_json and sys.stderr.isatty()))
-    data = _status_data(c, issue_id)
+        asyncio.run(_deliver_until_done(runtime, issue_id, show_progress=not as_json and sys.stderr.isatty()))
+    data = _status_data(runtime, issue_id)
     if as_json:
         typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
     else:
-        _print_status(data, _configured(c))
+        _print_status(data, _configured(runtime))
 
 
-async def _deliver_until_done(c, issue_id: int, *, show_progress: bool) -> None:  # noqa: ANN001
+async def _deliver_until_done(runtime: Runtime, issue_id: int, *, show_progress: bool) -> None:
     from dispatch.deliver.worker import Worker
 
-    worker = Worker(c)
+    worker = Worker(runtime)
     serving = set(worker.channels)
 
     def pending() -> tuple[int, int]:
-        with c.sessions() as session:
+        with runtime.sessions() as session:
             return report.pending(report.counts(session, issue_id), serving)
 
     progress = Progress(
@@ -151,14 +152,14 @@ async def _deliver_until_done(c, issue_id: int, *, show_progress: bool) -> None:
         await worker.close()
 
 
-def _dry_run(c, issue_id: int, as_json: bool) -> None:  # noqa: ANN001
+def _dry_run(runtime: Runtime, issue_id: int, as_json: bool) -> None:
     from dispatch.render.pipeline import IssueRenderer, ReaderView
     from dispatch.render.templates import environment
 
     rows = []
-    with c.sessions() as session:
+    with runtime.sessions() as session:
         issue = editorial.get_issue(session, issue_id)
-        renderer = IssueRenderer.for_issue(issue, environment(c.config), c.config)
+        renderer = IssueRenderer.for_issue(issue, environment(runtime.config), runtime.config)
         titles = {a.id: a.title for a in renderer.view.articles}
         for r in fanout.audience(session):
             view = ReaderView.of(r)
@@ -182,7 +183,7 @@ def _dry_run(c, issue_id: int, as_json: bool) -> None:  # noqa: ANN001
     out.print("deliveries: " + ", ".join(f"{n} {ch}" for ch, n in channel_counts.items()))
 
 
-def _send_test_copy(c, issue_id: int, to: str, recipient: str | None) -> None:  # noqa: ANN001
+def _send_test_copy(runtime: Runtime, issue_id: int, to: str, recipient: str | None) -> None:
     from dispatch.cli.preview import PREVIEW_TOKEN
     from dispatch.deliver.channel import Outgoing
     from dispatch.deliver.smtp import SmtpChannel
@@ -195,20 +196,20 @@ def _send_test_copy(c, issue_id: int, to: str, recipient: str | None) -> None:  
         address = normalize_email(to)
     except ValueError as exc:
         raise Refused(f"--to: {exc}") from exc
-    with c.sessions() as session:
+    with runtime.sessions() as session:
         issue = editorial.get_issue(session, issue_id)
         if recipient:
             reader = ReaderView.of(find_reader(session, recipient))
         else:
             first = fanout.whole_issue_reader(session)
             reader = ReaderView(id=0, name="测试读者") if first is None else ReaderView.of(first)
-        renderer = IssueRenderer.for_issue(issue, environment(c.config), c.config)
+        renderer = IssueRenderer.for_issue(issue, environment(runtime.config), runtime.config)
     view = ReaderView(**{**reader.__dict__, "email": address})
     payload = renderer.email_message(view, PREVIEW_TOKEN)
     sender = renderer.links(PREVIEW_TOKEN).envelope_sender
 
     async def go():
-        channel = SmtpChannel.from_config(c.config)
+        channel = SmtpChannel.from_config(runtime.config)
         try:
             return await channel.push([Outgoing(0, address, payload, sender)])
         finally:
@@ -226,18 +227,18 @@ def status(
     as_json: JsonFlag = False,
 ) -> None:
     """Deliveries of an issue by channel and state, and the failures with reasons."""
-    c = context(ctx)
-    data = _status_data(c, issue_id)
+    runtime = runtime_of(ctx)
+    data = _status_data(runtime, issue_id)
     if as_json:
         typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
     else:
-        _print_status(data, _configured(c))
+        _print_status(data, _configured(runtime))
 
 
 def retry(ctx: typer.Context, issue_id: Annotated[int, typer.Argument(metavar="ISSUE")]) -> None:
     """Queue an issue's failed deliveries again."""
-    c = context(ctx)
-    with transaction(c.sessions) as session:
+    runtime = runtime_of(ctx)
+    with transaction(runtime.sessions) as session:
         editorial.get_issue(session, issue_id)
         n = leases.retry_failed(session, issue_id)
     out.print(f"issue {issue_id}: {n} failed deliveries queued again")
@@ -248,7 +249,7 @@ def run(ctx: typer.Context) -> None:
     from dispatch.service import serve
 
     _service_logging()
-    asyncio.run(serve(context(ctx)))
+    asyncio.run(serve(runtime_of(ctx)))
 
 
 def worker(ctx: typer.Context) -> None:
@@ -256,7 +257,7 @@ def worker(ctx: typer.Context) -> None:
     from dispatch.service import serve
 
     _service_logging()
-    asyncio.run(serve(context(ctx), web=False, scheduler=False))
+    asyncio.run(serve(runtime_of(ctx), web=False, scheduler=False))
 
 
 def catcher(
@@ -267,8 +268,8 @@ def catcher(
     """A local mail catcher: receives on loopback and keeps each message as an .eml file."""
     from dispatch.catcher import exposure_warning, serve_forever
 
-    c = context(ctx)
-    host, port = (c.config.smtp.host, c.config.smtp.port)
+    runtime = runtime_of(ctx)
+    host, port = (runtime.config.smtp.host, runtime.config.smtp.port)
     if listen:
         h, _, p = listen.rpartition(":")
         if not p.isdigit():
@@ -278,7 +279,7 @@ def catcher(
     if warning:
         Console(stderr=True, highlight=False).print(f"[yellow]{escape(warning)}[/yellow]", soft_wrap=True)
     _service_logging()
-    serve_forever(host, port, c.config.path(str(folder)))
+    serve_forever(host, port, runtime.config.path(str(folder)))
 
 
 def register(app: typer.Typer) -> None:

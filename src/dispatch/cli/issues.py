@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from dispatch import clock, editorial
-from dispatch.cli import context
+from dispatch.cli import runtime_of
 from dispatch.db.session import transaction
 from dispatch.errors import Refused
 from dispatch.industries import name_of
@@ -62,12 +62,12 @@ def ingest(
     as_json: JsonFlag = False,
 ) -> None:
     """Turn an issue file into a draft issue of sections and tagged articles."""
-    c = context(ctx)
+    runtime = runtime_of(ctx)
     if not path.exists():
         raise Refused(f"{path}: no such file")
     parsed = parse_file(path)
-    with transaction(c.sessions) as session:
-        issue = editorial.store_issue(session, parsed, str(path), c.rules)
+    with transaction(runtime.sessions) as session:
+        issue = editorial.store_issue(session, parsed, str(path), runtime.rules)
         issue = editorial.get_issue(session, issue.id)
         data = editorial.issue_json(issue)
     if as_json:
@@ -84,8 +84,8 @@ def ingest(
 @app.command("list")
 def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """List issues, newest first."""
-    c = context(ctx)
-    with transaction(c.sessions) as session:
+    runtime = runtime_of(ctx)
+    with transaction(runtime.sessions) as session:
         issues = editorial.list_issues(session)
         rows = [
             {
@@ -114,8 +114,8 @@ def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 @app.command("show")
 def show(ctx: typer.Context, issue_id: Annotated[int, typer.Argument(metavar="ID")], as_json: JsonFlag = False) -> None:
     """Show an issue's sections, articles and tags (automatic or the editor's)."""
-    c = context(ctx)
-    with transaction(c.sessions) as session:
+    runtime = runtime_of(ctx)
+    with transaction(runtime.sessions) as session:
         issue = editorial.get_issue(session, issue_id)
         data = editorial.issue_json(issue)
     if as_json:
@@ -137,9 +137,9 @@ def tag(
     """Override an article's industry tags (kept when the issue is re-tagged)."""
     if (set_ is None) == (not auto):
         raise typer.BadParameter("give either --set INDUSTRIES or --auto")
-    c = context(ctx)
+    runtime = runtime_of(ctx)
     codes = editorial.parse_tag_codes(set_) if set_ is not None else None
-    with transaction(c.sessions) as session:
+    with transaction(runtime.sessions) as session:
         article = editorial.set_tags(session, article_id, codes)
         view = editorial.tag_view(article)
         title = article.title
@@ -151,10 +151,10 @@ def tag(
 def retag(ctx: typer.Context, issue_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
     """Re-run the keyword rules on a draft (after editing rules/industries.toml).
     Editors' overrides are kept."""
-    c = context(ctx)
-    with transaction(c.sessions) as session:
+    runtime = runtime_of(ctx)
+    with transaction(runtime.sessions) as session:
         issue = editorial.get_issue(session, issue_id)
-        editorial.retag(session, issue, c.rules)
+        editorial.retag(session, issue, runtime.rules)
     show(ctx, issue_id)
 
 
@@ -176,8 +176,8 @@ def finalize(
             raise typer.BadParameter(
                 f'{publish_at!r} is not "YYYY-MM-DD HH:MM"', param_hint="--publish-at"
             ) from exc
-    c = context(ctx)
-    with transaction(c.sessions) as session:
+    runtime = runtime_of(ctx)
+    with transaction(runtime.sessions) as session:
         issue = editorial.finalize(session, issue_id, when)
         at = clock.show(issue.publish_at)
     out.print(f"issue {issue_id} finalized; publication {at} (Asia/Shanghai)")
@@ -186,7 +186,7 @@ def finalize(
 @app.command("delete")
 def delete(ctx: typer.Context, issue_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
     """Delete a draft issue (finalized issues are kept)."""
-    c = context(ctx)
-    with transaction(c.sessions) as session:
+    runtime = runtime_of(ctx)
+    with transaction(runtime.sessions) as session:
         editorial.delete_draft(session, issue_id)
     out.print(f"draft issue {issue_id} deleted")

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dispatch import clock
-from dispatch.cli import context
+from dispatch.cli import runtime_of
 from dispatch.db.models import Reader
 from dispatch.db.session import transaction
 from dispatch.errors import Refused
@@ -98,7 +98,7 @@ def import_(
     as_json: JsonFlag = False,
 ) -> None:
     """Import reader lists: all of them are checked first; any error, nothing is written."""
-    report = import_lists(context(ctx).sessions, paths, dry_run=dry_run)
+    report = import_lists(runtime_of(ctx).sessions, paths, dry_run=dry_run)
     if as_json:
         _print_json(report.to_json())
     else:
@@ -147,7 +147,7 @@ def export(
 ) -> None:
     """Write the readers as a list that Excel opens and `import` reads back unchanged."""
     keep = _filter(industry, group, channel, status)
-    with transaction(context(ctx).sessions) as session:
+    with transaction(runtime_of(ctx).sessions) as session:
         readers = [r for r in load_readers(session) if keep(r)]
         export_readers(readers, path)
     typer.echo(f"wrote {len(readers)} readers to {path}")
@@ -213,7 +213,7 @@ def list_(
 ) -> None:
     """List readers."""
     keep = _filter(industry, group, channel, status)
-    with transaction(context(ctx).sessions) as session:
+    with transaction(runtime_of(ctx).sessions) as session:
         readers = [r for r in load_readers(session) if keep(r)]
         if as_json:
             _print_json([reader_json(r) for r in readers])
@@ -224,7 +224,7 @@ def list_(
 @app.command("show")
 def show(ctx: typer.Context, key: KeyArg, as_json: JsonFlag = False) -> None:
     """Show one reader."""
-    with transaction(context(ctx).sessions) as session:
+    with transaction(runtime_of(ctx).sessions) as session:
         r = find_reader(session, key)
         _show(r, as_json)
 
@@ -289,7 +289,7 @@ def add(
          "email": email, "wecom_userid": wecom, "industries": industries, "channels": channels},
         need_identity=True,
     )
-    with transaction(context(ctx).sessions) as session:
+    with transaction(runtime_of(ctx).sessions) as session:
         reader = add_reader(session, record)
         if as_json:
             _print_json(reader_json(reader))
@@ -319,7 +319,7 @@ def set_(
         err.print("nothing to change: give at least one of " + ", ".join(OPTION_OF.values()))
         raise typer.Exit(2)
     record = _record(values, need_identity=False)
-    with transaction(context(ctx).sessions) as session:
+    with transaction(runtime_of(ctx).sessions) as session:
         reader = find_reader(session, key)
         changed = update_reader(session, reader, record)
         if as_json:
@@ -333,7 +333,7 @@ def set_(
 @app.command("deactivate")
 def deactivate(ctx: typer.Context, key: KeyArg) -> None:
     """Stop sending to a reader (status 停用); `activate` undoes it."""
-    with transaction(context(ctx).sessions) as session:
+    with transaction(runtime_of(ctx).sessions) as session:
         reader = find_reader(session, key)
         if reader.status == "unsubscribed":
             typer.echo(f"reader {reader.id} has unsubscribed; nothing is sent to them anyway")
@@ -351,7 +351,7 @@ def activate(
     )] = False,
 ) -> None:
     """Send to a reader again (status 正常)."""
-    with transaction(context(ctx).sessions) as session:
+    with transaction(runtime_of(ctx).sessions) as session:
         reader = find_reader(session, key)
         if reader.status == "unsubscribed" and not resubscribe:
             raise Refused(

@@ -12,17 +12,17 @@ from datetime import datetime
 
 from dispatch.render import email as email_render
 from dispatch.render import slots, wecom
-from dispatch.render.digest import (
+from dispatch.render.message import MessageTemplate
+from dispatch.render.personal import greeting
+from dispatch.render.selection import Selection, articles_for
+from dispatch.render.views import (
     Digest,
     IssueView,
     article_views,
-    digest,
+    build_digest,
     interests_words,
     tags_of,
 )
-from dispatch.render.message import MessageTemplate
-from dispatch.render.personal import greeting
-from dispatch.render.select import Selection, select
 from dispatch.track.links import Links
 
 
@@ -111,12 +111,12 @@ class IssueRenderer:
         key = (reader.follows_all, reader.industries)
         sel = self._selections.get(key)
         if sel is None:
-            sel = select(tags_of(self.view), reader.follows_all, reader.industries)
+            sel = articles_for(tags_of(self.view), reader.follows_all, reader.industries)
             self._selections[key] = sel
         return sel
 
     def digest_for(self, reader: ReaderView) -> Digest:
-        return digest(self.view, self.selection(reader), reader.follows_all, reader.industries)
+        return build_digest(self.view, self.selection(reader), reader.follows_all, reader.industries)
 
     def _variant_key(self, reader: ReaderView) -> tuple:
         # The selection fixes the articles and their order; the interests, the words
@@ -130,7 +130,7 @@ class IssueRenderer:
         sel = key = self.selection(reader)
         variant = self._email.get(key)
         if variant is None:
-            d = digest(self.view, sel, reader.follows_all, reader.industries)
+            d = build_digest(self.view, sel, reader.follows_all, reader.industries)
             html, text = email_render.render_bodies(self.env, d, self.variant_links(), self.subject)
             message = MessageTemplate.build(
                 subject=self.subject,

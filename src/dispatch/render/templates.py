@@ -14,7 +14,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from dispatch.render.digest import BULLETIN, INSTITUTE
+from dispatch.render.views import BULLETIN, INSTITUTE
 
 # Extensions (without the leading dot) whose templates are autoescaped.
 HTML_EXTENSIONS = ("html.j2", "html", "htm")

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from dispatch.render import slots
-from dispatch.render.digest import BULLETIN, ArticleView, Digest, IssueView
+from dispatch.render.views import BULLETIN, ArticleView, Digest, IssueView
 from dispatch.track.links import Links
 from dispatch.track.tokens import TOKEN_LENGTH, is_token
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from jinja2 import Environment
 
-from dispatch.render.digest import BULLETIN, ArticleView, Digest
-from dispatch.render.select import GENERAL_SCORE
+from dispatch.render.selection import GENERAL_SCORE
+from dispatch.render.views import BULLETIN, ArticleView, Digest
 from dispatch.track.links import Links
 
 ISSUE_TEMPLATE = "web_issue.html.j2"

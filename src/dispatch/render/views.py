@@ -8,7 +8,7 @@ from datetime import date
 
 from dispatch.clock import to_local
 from dispatch.industries import TAG_CODES, describe, name_of
-from dispatch.render.select import ArticleTags, Selection, relevance
+from dispatch.render.selection import ArticleTags, Selection, relevance
 
 LEAD_CHARS = 150
 # Sentence ends where a lead may be cut (closing quotes stay with their sentence).
@@ -153,7 +153,9 @@ def tags_of(view: IssueView) -> list[ArticleTags]:
     return [ArticleTags(a.id, a.kind, a.industries, a.weights) for a in view.articles]
 
 
-def digest(view: IssueView, selection: Selection, follows_all: bool, follows: frozenset[str]) -> Digest:
+def build_digest(
+    view: IssueView, selection: Selection, follows_all: bool, follows: frozenset[str]
+) -> Digest:
     by_id = {a.id: a for a in view.articles}
 
     def scored(i: int) -> ArticleView:

@@ -13,7 +13,7 @@ from dispatch.db.session import make_engine, migrate, session_factory
 
 
 @dataclass
-class Context:
+class Runtime:
     config: Config
 
     @cached_property
