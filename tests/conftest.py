@@ -50,7 +50,7 @@ def pg_database() -> Iterator[str]:
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is needed (scripts/services starts it): {exc}")
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     migrate(make_engine(url))

@@ -80,7 +80,7 @@ def _limit_file_size(n: int) -> Callable[[], None]:
 def catchers(tmp_path) -> Iterator[Callable[..., Catcher]]:
     started: list[Catcher] = []
 
-    def start(listen: str, **kw) -> Catcher:  # noqa: ANN003
+    def start(listen: str, **kw) -> Catcher:
         c = Catcher(tmp_path, tmp_path / "mail", listen, **kw)
         started.append(c)
         return c

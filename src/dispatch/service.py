@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -38,7 +38,7 @@ class _QuietServer(uvicorn.Server):
     """uvicorn without its own signal handling: the service owns the signals."""
 
     @contextlib.contextmanager
-    def capture_signals(self):  # noqa: ANN201
+    def capture_signals(self) -> Iterator[None]:
         yield
 
 
@@ -96,7 +96,7 @@ async def supervise(
             if stop.is_set():
                 return
             why, exc = "it returned", None
-        except Exception as error:  # noqa: BLE001 - a part's bug must not stop the service
+        except Exception as error:  # a part's bug must not stop the service
             why, exc = faults.describe(error), error
         failures = 1 if loop.time() - began > STABLE_SECONDS else failures + 1
         pause = faults.pause_after(failures)

@@ -24,7 +24,7 @@ class _Group(TyperGroup):
     """Turns refusals and database faults into one line on stderr and exit code 1, for
     every command; `-v` prints the traceback of a database fault before its line."""
 
-    def invoke(self, ctx):  # noqa: ANN001 - typer's bundled click Context
+    def invoke(self, ctx):  # typer's bundled click Context
         try:
             return super().invoke(ctx)
         except Refused as exc:

@@ -14,6 +14,7 @@ from rich.tree import Tree
 
 from dispatch import clock, editorial
 from dispatch.cli import runtime_of
+from dispatch.db.models import Issue
 from dispatch.db.session import transaction
 from dispatch.errors import Refused
 from dispatch.industries import name_of
@@ -31,7 +32,7 @@ def _print_json(data: object) -> None:
     typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
-def _show_tree(issue) -> None:  # noqa: ANN001
+def _show_tree(issue: Issue) -> None:
     head = f"[bold]{escape(issue.title)}[/bold]"
     if issue.number:
         head += f" {escape(issue.number)}"

@@ -211,7 +211,6 @@ class SmtpChannel:
         self._idle: asyncio.Queue[_Connection] = asyncio.Queue()
         for connection in self._connections:
             self._idle.put_nowait(connection)
-        self.connections_opened = 0  # over the channel's life; for logs and tests
 
     @classmethod
     def from_config(cls, config: Config, *, limiter: TokenBucket | None = None) -> SmtpChannel:
@@ -327,7 +326,6 @@ class SmtpChannel:
                 self._connect_failed(push, logging.WARNING, f"could not connect: {detail}")
             return False
         connection.last_used = self._clock()
-        self.connections_opened += 1
         push.opened += 1
         return True
 

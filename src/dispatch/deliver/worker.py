@@ -34,12 +34,13 @@ import contextlib
 import logging
 import random
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from jinja2 import TemplateNotFound, TemplatesNotFound, TemplateSyntaxError
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from dispatch import clock, editorial, faults
 from dispatch.db.models import Reader
@@ -135,7 +136,7 @@ class Worker:
                         await asyncio.to_thread(self._expire_dead)
                         self._dead_expired = True
                     result = await self.run_batch()
-                except Exception as exc:  # noqa: BLE001 - the worker outlives its faults
+                except Exception as exc:  # the worker outlives its faults
                     failures += 1
                     pause = faults.pause_after(failures)
                     self._fault(exc, pause)
@@ -183,7 +184,7 @@ class Worker:
         try:
             await self.settle()
             released = await asyncio.to_thread(self._release, set(self._handed))
-        except Exception as exc:  # noqa: BLE001 - stopping anyway
+        except Exception as exc:  # stopping anyway
             log.warning(
                 "worker %s: stopping without the database (%s): %d outcomes not recorded, "
                 "%d deliveries held until their lease runs out",
@@ -196,7 +197,7 @@ class Worker:
         for channel in self.channels.values():
             try:
                 await channel.close()
-            except Exception:  # noqa: BLE001 - closing must not hide the real outcome
+            except Exception:  # closing must not hide the real outcome
                 log.exception("closing channel %s", channel.name)
         log.info("worker %s stopped after %d sent", self.name, self.sent)
 
@@ -264,7 +265,7 @@ class Worker:
         fault = None
         try:
             outcomes = await channel.push(outgoing)
-        except Exception as exc:  # noqa: BLE001 - a channel's bug must not stop delivery
+        except Exception as exc:  # a channel's bug must not stop delivery
             # Whether any went out is unknown: temporary, retried later with the same
             # Message-ID, like a dropped connection.
             fault = exc
@@ -291,7 +292,7 @@ class Worker:
         self._unfinished -= issues
         return issues, sent
 
-    def _forget(self, delivery_ids) -> None:  # noqa: ANN001 - any iterable of ids
+    def _forget(self, delivery_ids: Iterable[int]) -> None:
         for d in list(delivery_ids):
             self._inflight.pop(d, None)
             self._outcomes.pop(d, None)
@@ -311,7 +312,7 @@ class Worker:
                 continue
             try:
                 renewed = await asyncio.to_thread(self._renew, held)
-            except Exception as exc:  # noqa: BLE001 - try again; the lease still runs
+            except Exception as exc:  # try again; the lease still runs
                 failures += 1
                 if failures == 1:
                     log.warning("worker %s: renewing %d leases failed (%s); trying again",
@@ -407,7 +408,7 @@ class Worker:
                         "`dispatch status`", self.name, ", ".join(sorted(unrendered)))
         return out
 
-    def _renderer(self, session, issue_id: int) -> IssueRenderer:  # noqa: ANN001
+    def _renderer(self, session: Session, issue_id: int) -> IssueRenderer:
         if self._env is None:
             self._env = environment(self.runtime.config)
         issue = editorial.get_issue(session, issue_id)

@@ -78,7 +78,7 @@ class Reconciler:
     async def tick(self) -> None:
         try:
             result = await asyncio.to_thread(reconcile, self.runtime.sessions, self.max_lateness)
-        except Exception as exc:  # noqa: BLE001 - the next tick tries again
+        except Exception as exc:  # the next tick tries again
             if faults.is_transient(exc):
                 log.warning("scheduler: tick failed (%s); trying again next tick",
                             faults.describe(exc))

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+from jinja2 import Environment
 
 from dispatch.render import email as email_render
 from dispatch.render import slots, wecom
@@ -25,6 +28,10 @@ from dispatch.render.views import (
 )
 from dispatch.track.links import Links
 
+if TYPE_CHECKING:
+    from dispatch.config import Config
+    from dispatch.db.models import Issue, Reader
+
 
 @dataclass(frozen=True)
 class ReaderView:
@@ -39,7 +46,7 @@ class ReaderView:
     industries: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, reader) -> ReaderView:  # noqa: ANN001 - dispatch.db.models.Reader
+    def of(cls, reader: Reader) -> ReaderView:
         return cls(
             id=reader.id,
             name=reader.name,
@@ -72,7 +79,7 @@ class IssueRenderer:
     """Renders one issue; keeps each variant it has built."""
 
     view: IssueView
-    env: object  # jinja2.Environment from dispatch.render.templates
+    env: Environment  # from dispatch.render.templates
     base_url: str
     reply_domain: str
     from_addr: str
@@ -84,8 +91,8 @@ class IssueRenderer:
     _selections: dict[tuple[bool, frozenset[str]], Selection] = field(default_factory=dict)
 
     @classmethod
-    def for_issue(cls, issue, env, config) -> IssueRenderer:  # noqa: ANN001
-        """issue: a loaded ORM Issue; config: dispatch.config.Config."""
+    def for_issue(cls, issue: Issue, env: Environment, config: Config) -> IssueRenderer:
+        """`issue` with its sections and articles loaded."""
         return cls(
             article_views(issue),
             env,

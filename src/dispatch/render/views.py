@@ -5,10 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 from dispatch.clock import to_local
 from dispatch.industries import TAG_CODES, describe, name_of
 from dispatch.render.selection import ArticleTags, Selection, relevance
+
+if TYPE_CHECKING:
+    from dispatch.db.models import Issue
 
 LEAD_CHARS = 150
 # Sentence ends where a lead may be cut (closing quotes stay with their sentence).
@@ -115,7 +119,8 @@ def lead(paragraphs: tuple[str, ...] | list[str], limit: int = LEAD_CHARS) -> st
     return text[:limit].rstrip("，、；：,;: ") + "……"
 
 
-def article_views(issue) -> IssueView:  # noqa: ANN001 - an ORM Issue with its sections loaded
+def article_views(issue: Issue) -> IssueView:
+    """The view of `issue`, its sections, articles and their tags loaded."""
     sections = []
     n = 0
     for s in issue.sections:

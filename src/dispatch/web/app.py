@@ -8,7 +8,7 @@
 
 Endpoints are plain functions: Starlette runs them in its thread pool, where they use
 the synchronous sessions of dispatch.db. A token is looked up in the deliveries table;
-every target comes from the stored issue (digest.link_targets), never from the request.
+every target comes from the stored issue (render.views.link_targets), never from the request.
 Pages are server-rendered from templates/ and carry no JavaScript.
 
 Recording what readers do (web reads, clicks) belongs to the track stage: it passes
@@ -148,7 +148,7 @@ class ReaderPages:
         )
         try:
             self.on_event(event)
-        except Exception:  # noqa: BLE001 - a failed record must not cost the reader the page
+        except Exception:  # a failed record must not cost the reader the page
             log.exception("recording %s of delivery %s failed", kind, opened.delivery_id)
 
     # -- endpoints (plain def: run in the thread pool) -------------------------------
@@ -189,7 +189,7 @@ class ReaderPages:
             with self.runtime.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
             lines.append("database: ok")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             lines.append(f"database: unavailable: {describe(exc)}")
             down.append("database")
         for name, part in (self.health.parts.items() if self.health else ()):
