@@ -73,10 +73,10 @@ def _truncate_pg(url: str) -> None:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path) -> str:
+def db_url(request, sqlite_url) -> str:
     """An empty, migrated database of each kind."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'dispatch.db'}"
+        return sqlite_url
     url = request.getfixturevalue("pg_database")
     _truncate_pg(url)
     return url

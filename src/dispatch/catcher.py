@@ -17,8 +17,8 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from dispatch.deliver.smtp import is_loopback
 from dispatch.errors import Refused
+from dispatch.net import is_loopback
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp
 from dispatch import faults
 from dispatch.config import Config
 from dispatch.health import Health, Part
+from dispatch.net import split_host_port
 from dispatch.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -46,11 +47,6 @@ class WebStartFailed(Exception):
     """uvicorn could not start (it logs why: the port is taken, the address is wrong)."""
 
 
-def _listen(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host or "127.0.0.1", int(port)
-
-
 def web_config(config: Config, app: ASGIApp) -> uvicorn.Config:
     """How uvicorn serves the web app: where it listens, and whose forwarded headers count.
 
@@ -58,7 +54,7 @@ def web_config(config: Config, app: ASGIApp) -> uvicorn.Config:
     proxy); from anyone else the peer's own address stands, so a reader can't pose as
     another address. None trusted: uvicorn's own default (127.0.0.1) is not used either.
     """
-    host, port = _listen(config.web.listen)
+    host, port = split_host_port(config.web.listen)
     trusted = list(config.web.trusted_proxies)
     return uvicorn.Config(
         app, host=host, port=port, log_level="warning", lifespan="off",
@@ -135,7 +131,7 @@ async def serve(
     if web:
         from dispatch.web.app import create_app
 
-        host, port = _listen(runtime.config.web.listen)
+        host, port = split_host_port(runtime.config.web.listen)
 
         def make_server() -> uvicorn.Server:
             return _QuietServer(web_config(runtime.config, create_app(runtime, health=health)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -17,6 +18,7 @@ from dispatch.config import load
 from dispatch.db.errors import describe as describe_database_fault
 from dispatch.errors import Refused
 from dispatch.instance import check as check_instance
+from dispatch.masthead import BULLETIN
 from dispatch.runtime import Runtime
 
 
@@ -51,7 +53,7 @@ def _database_fault(obj: Runtime | None, exc: Exception) -> str | None:
 
 app = typer.Typer(
     cls=_Group,
-    help="Deliver 《许昌竞争情报快递》 to its readers, by email and WeChat Work.",
+    help=f"Deliver 《{BULLETIN}》 to its readers, by email and WeChat Work.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -82,6 +84,13 @@ def _root(
 
 def runtime_of(ctx: typer.Context) -> Runtime:
     return ctx.find_root().obj
+
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON")]
+
+
+def print_json(data: object) -> None:
+    typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
 def _register() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 from datetime import timedelta
@@ -17,23 +16,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dispatch import clock, editorial
-from dispatch.cli import runtime_of
+from dispatch.cli import JsonFlag, print_json, runtime_of
+from dispatch.cli.words import DELIVERY_WORDS, ISSUE_WORDS, channel_word
 from dispatch.db.session import transaction
 from dispatch.deliver import leases, report
 from dispatch.deliver.channel import configured
 from dispatch.errors import Refused
 from dispatch.lifecycle import claim_for_send
+from dispatch.net import split_host_port
 from dispatch.plan import fanout
 from dispatch.runtime import Runtime
 
 out = Console(highlight=False)
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON")]
-STATE_WORDS = {
-    "queued": "排队", "sending": "发送中", "sent": "已发送", "retry": "待重试",
-    "failed": "失败", "cancelled": "已取消",
-}
-CHANNEL_WORDS = {"email": "邮件", "wecom": "企业微信"}
-ISSUE_WORDS = {"draft": "草稿", "finalized": "已定稿", "sending": "发送中", "sent": "已发送"}
 
 
 def _service_logging() -> None:
@@ -60,13 +54,13 @@ def _print_status(data: dict, configured: set[str]) -> None:
             "[yellow]overdue: its publication time passed while the service was down; "
             f"it waits for staff: `dispatch send {data['issue']}`[/yellow]"
         )
-    table = Table("渠道", *[STATE_WORDS[s] for s in STATE_WORDS], "合计")
+    table = Table("渠道", *[DELIVERY_WORDS[s] for s in DELIVERY_WORDS], "合计")
     for channel, states in data["counts"].items():
         if not sum(states.values()):
             continue
         table.add_row(
-            CHANNEL_WORDS.get(channel, channel),
-            *[str(states.get(s, 0)) for s in STATE_WORDS],
+            channel_word(channel),
+            *[str(states.get(s, 0)) for s in DELIVERY_WORDS],
             str(sum(states.values())),
         )
     out.print(table)
@@ -80,7 +74,7 @@ def _print_status(data: dict, configured: set[str]) -> None:
     if data["failures"]:
         ft = Table("读者", "渠道", "尝试", "原因", title="失败")
         for f in data["failures"]:
-            ft.add_row(f"{f['reader']} {escape(f['name'])}", CHANNEL_WORDS.get(f["channel"], f["channel"]),
+            ft.add_row(f"{f['reader']} {escape(f['name'])}", channel_word(f["channel"]),
                        str(f["attempts"]), escape(f["reason"] or ""))
         out.print(ft)
 
@@ -118,7 +112,7 @@ def send(
         asyncio.run(_deliver_until_done(runtime, issue_id, show_progress=not as_json and sys.stderr.isatty()))
     data = _status_data(runtime, issue_id)
     if as_json:
-        typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        print_json(data)
     else:
         _print_status(data, _configured(runtime))
 
@@ -171,14 +165,13 @@ def _dry_run(runtime: Runtime, issue_id: int, as_json: bool) -> None:
             })
         channel_counts = fanout.audience_by_channel(session)
     if as_json:
-        typer.echo(json.dumps({"issue": issue_id, "by_channel": channel_counts, "readers": rows},
-                              ensure_ascii=False, indent=2))
+        print_json({"issue": issue_id, "by_channel": channel_counts, "readers": rows})
         return
     table = Table("读者", "渠道", "为您推荐", title=f"issue {issue_id}: who would get what (nothing sent)")
     for row in rows:
         rec = "全部内容" if row["whole_issue"] else "；".join(row["recommended"]) or "（无）"
         table.add_row(f"{row['reader']} {escape(row['name'])}",
-                      "、".join(CHANNEL_WORDS.get(ch, ch) for ch in row["channels"]), escape(rec))
+                      "、".join(channel_word(ch) for ch in row["channels"]), escape(rec))
     out.print(table)
     out.print("deliveries: " + ", ".join(f"{n} {ch}" for ch, n in channel_counts.items()))
 
@@ -230,7 +223,7 @@ def status(
     runtime = runtime_of(ctx)
     data = _status_data(runtime, issue_id)
     if as_json:
-        typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        print_json(data)
     else:
         _print_status(data, _configured(runtime))
 
@@ -271,10 +264,10 @@ def catcher(
     runtime = runtime_of(ctx)
     host, port = (runtime.config.smtp.host, runtime.config.smtp.port)
     if listen:
-        h, _, p = listen.rpartition(":")
-        if not p.isdigit():
-            raise Refused(f"--listen {listen}：应为 主机:端口，如 127.0.0.1:2525")
-        host, port = h.strip("[]") or "127.0.0.1", int(p)
+        try:
+            host, port = split_host_port(listen)
+        except ValueError:
+            raise Refused(f"--listen {listen}：应为 主机:端口，如 127.0.0.1:2525") from None
     warning = exposure_warning(host)
     if warning:
         Console(stderr=True, highlight=False).print(f"[yellow]{escape(warning)}[/yellow]", soft_wrap=True)

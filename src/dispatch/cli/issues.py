@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +12,8 @@ from rich.table import Table
 from rich.tree import Tree
 
 from dispatch import clock, editorial
-from dispatch.cli import runtime_of
+from dispatch.cli import JsonFlag, print_json, runtime_of
+from dispatch.cli.words import ISSUE_WORDS
 from dispatch.db.models import Issue
 from dispatch.db.session import transaction
 from dispatch.errors import Refused
@@ -23,20 +23,11 @@ from dispatch.ingest import parse_file
 app = typer.Typer(no_args_is_help=True)
 out = Console(highlight=False)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON")]
-
-STATUS_WORDS = {"draft": "草稿", "finalized": "已定稿", "sending": "发送中", "sent": "已发送"}
-
-
-def _print_json(data: object) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
-
-
 def _show_tree(issue: Issue) -> None:
     head = f"[bold]{escape(issue.title)}[/bold]"
     if issue.number:
         head += f" {escape(issue.number)}"
-    head += f"  #{issue.id}  {STATUS_WORDS[issue.status]}"
+    head += f"  #{issue.id}  {ISSUE_WORDS[issue.status]}"
     if issue.publish_at:
         head += f"  发布 {clock.show(issue.publish_at)}"
     tree = Tree(head)
@@ -72,7 +63,7 @@ def ingest(
         issue = editorial.get_issue(session, issue.id)
         data = editorial.issue_json(issue)
     if as_json:
-        _print_json(data)
+        print_json(data)
     else:
         _show_tree(issue)
         out.print(
@@ -101,12 +92,12 @@ def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
             for i in issues
         ]
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     table = Table("ID", "期号", "标题", "状态", "发布时间", "文章", "来源文件")
     for r in rows:
         table.add_row(
-            str(r["id"]), r["number"] or "", r["title"], STATUS_WORDS[r["status"]],
+            str(r["id"]), r["number"] or "", r["title"], ISSUE_WORDS[r["status"]],
             r["publish_at"] or "", str(r["articles"]), r["source_file"],
         )
     out.print(table if rows else "no issues yet: `dispatch issues ingest FILE`")
@@ -120,7 +111,7 @@ def show(ctx: typer.Context, issue_id: Annotated[int, typer.Argument(metavar="ID
         issue = editorial.get_issue(session, issue_id)
         data = editorial.issue_json(issue)
     if as_json:
-        _print_json(data)
+        print_json(data)
     else:
         _show_tree(issue)
 

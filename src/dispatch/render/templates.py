@@ -9,13 +9,13 @@ the look without touching code. HTML templates (*.html.j2) are autoescaped; text
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from dispatch.render.views import BULLETIN, INSTITUTE
+from dispatch.clock import cn_date
+from dispatch.masthead import BULLETIN, INSTITUTE
 
 if TYPE_CHECKING:
     from dispatch.config import Config
@@ -26,13 +26,6 @@ HTML_EXTENSIONS = ("html.j2", "html", "htm")
 
 def _autoescape(name: str | None) -> bool:
     return name is not None and name.lower().endswith(tuple("." + e for e in HTML_EXTENSIONS))
-
-
-def cn_date(value: date | datetime | None) -> str:
-    """2024年5月6日; '' for None."""
-    if value is None:
-        return ""
-    return f"{value.year}年{value.month}月{value.day}日"
 
 
 def join_cn(values: Iterable[str], sep: str = "、") -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
-from dispatch.clock import to_local
+from dispatch.clock import cn_date, to_local
 from dispatch.industries import TAG_CODES, describe, name_of
 from dispatch.render.selection import ArticleTags, Selection, relevance
 
@@ -17,9 +17,6 @@ if TYPE_CHECKING:
 LEAD_CHARS = 150
 # Sentence ends where a lead may be cut (closing quotes stay with their sentence).
 _SENTENCE_END = re.compile(r"[。！？!?；;…]+[”’」』）)]*")
-
-BULLETIN = "许昌竞争情报快递"
-INSTITUTE = "许昌市科学技术情报研究所"
 
 
 @dataclass(frozen=True)
@@ -58,7 +55,7 @@ class IssueView:
 
     @property
     def date_text(self) -> str:
-        return f"{self.date.year}年{self.date.month}月{self.date.day}日" if self.date else ""
+        return cn_date(self.date)
 
     @property
     def articles(self) -> tuple[ArticleView, ...]:

@@ -32,8 +32,9 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from dispatch.masthead import BULLETIN
 from dispatch.render import slots
-from dispatch.render.views import BULLETIN, ArticleView, Digest, IssueView
+from dispatch.render.views import ArticleView, Digest, IssueView
 from dispatch.track.links import Links
 from dispatch.track.tokens import TOKEN_LENGTH, is_token
 

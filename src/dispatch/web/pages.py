@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from jinja2 import Environment
 
+from dispatch.masthead import BULLETIN
 from dispatch.render.selection import GENERAL_SCORE
-from dispatch.render.views import BULLETIN, Digest
+from dispatch.render.views import Digest
 from dispatch.track.links import Links
 
 ISSUE_TEMPLATE = "web_issue.html.j2"
