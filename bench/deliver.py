@@ -552,7 +552,7 @@ def main() -> None:
 
     children = Children()
 
-    def on_signal(signum, _frame):  # noqa: ANN001
+    def on_signal(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_signal)

@@ -50,7 +50,7 @@ def pg_database() -> Iterator[str]:
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is needed (scripts/services starts it): {exc}")
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     migrate(make_engine(url))
@@ -73,10 +73,10 @@ def _truncate_pg(url: str) -> None:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path) -> str:
+def db_url(request, sqlite_url) -> str:
     """An empty, migrated database of each kind."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'dispatch.db'}"
+        return sqlite_url
     url = request.getfixturevalue("pg_database")
     _truncate_pg(url)
     return url

@@ -160,12 +160,12 @@ class _Handler:
         servers.append(server)
         return len(servers)
 
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: ANN001
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
         self.connection_number(server)
         return responses
 
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: ANN001
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
         # AUTH required, checked here: aiosmtpd's auth_required warns when combined with
         # auth_require_tls=False, which implicit TLS needs.
         if self.owner.users and not session.authenticated:
@@ -174,7 +174,7 @@ class _Handler:
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         fault = self.owner._next_fault(address)
         envelope.fault = fault
         if fault is not None and fault.stage == "rcpt":
@@ -189,7 +189,7 @@ class _Handler:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+    async def handle_DATA(self, server, session, envelope):
         recipient = envelope.rcpt_tos[0]
         fault: Fault | None = getattr(envelope, "fault", None)
         if fault is not None and fault.stage == "data":
@@ -220,7 +220,7 @@ class _Handler:
         )
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
-    def authenticate(self, server, session, envelope, mechanism, auth_data):  # noqa: ANN001
+    def authenticate(self, server, session, envelope, mechanism, auth_data):
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
         user, password = auth_data.login.decode(), auth_data.password.decode()

@@ -26,9 +26,9 @@ from test_send_cli import _install
 
 from dispatch.catcher import exposure_warning
 from dispatch.config import load
-from dispatch.context import Context
 from dispatch.db.models import Delivery
 from dispatch.deliver.worker import Worker
+from dispatch.runtime import Runtime
 
 DEADLINE = 60.0  # generous: a loaded 2-core machine
 
@@ -80,7 +80,7 @@ def _limit_file_size(n: int) -> Callable[[], None]:
 def catchers(tmp_path) -> Iterator[Callable[..., Catcher]]:
     started: list[Catcher] = []
 
-    def start(listen: str, **kw) -> Catcher:  # noqa: ANN003
+    def start(listen: str, **kw) -> Catcher:
         c = Catcher(tmp_path, tmp_path / "mail", listen, **kw)
         started.append(c)
         return c
@@ -138,15 +138,15 @@ def test_deliveries_to_a_faulty_catcher_are_retried_not_failed(dispatch_sqlite, 
     catcher = catchers(f"127.0.0.1:{port}", max_file_bytes=4096)  # every digest is larger
     issue = _install(dispatch_sqlite, tmp_path, SimpleNamespace(host="127.0.0.1", port=port))
     dispatch_sqlite.ok("send", str(issue))  # plans only
-    ctx = Context(load(dispatch_sqlite.config, env={}))
+    runtime = Runtime(load(dispatch_sqlite.config, env={}))
 
     def email_rows() -> list[tuple[str, str | None]]:
-        with ctx.sessions() as s:
+        with runtime.sessions() as s:
             return s.execute(
                 select(Delivery.state, Delivery.last_error).where(Delivery.channel == "email")
             ).all()
 
-    asyncio.run(_deliver(ctx, until=lambda: all(st != "queued" for st, _ in email_rows())))
+    asyncio.run(_deliver(runtime, until=lambda: all(st != "queued" for st, _ in email_rows())))
     rows = email_rows()
     assert len(rows) == 5 and all(st == "retry" for st, _ in rows), rows
     assert all(err.startswith("451") for _, err in rows), rows
@@ -155,13 +155,13 @@ def test_deliveries_to_a_faulty_catcher_are_retried_not_failed(dispatch_sqlite, 
     # Once the catcher has room again, the same deliveries go through.
     catcher.stop()
     healthy = catchers(f"127.0.0.1:{port}")
-    asyncio.run(_deliver(ctx, until=lambda: all(st == "sent" for st, _ in email_rows())))
+    asyncio.run(_deliver(runtime, until=lambda: all(st == "sent" for st, _ in email_rows())))
     assert len(list(healthy.folder.glob("*.eml"))) == 5
 
 
-async def _deliver(ctx: Context, until: Callable[[], bool]) -> None:
+async def _deliver(runtime: Runtime, until: Callable[[], bool]) -> None:
     """Run worker batches until `until()` holds (rows wait out their retry backoff)."""
-    worker = Worker(ctx)
+    worker = Worker(runtime)
     deadline = time.monotonic() + DEADLINE
     try:
         while not until():

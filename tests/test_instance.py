@@ -15,7 +15,7 @@ from dispatch.cli import app
 PACKAGED = defaults.path(".")
 
 
-def cli(*args: str, env: dict[str, str] | None = None):  # noqa: ANN201
+def cli(*args: str, env: dict[str, str] | None = None):
     return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
 
 

@@ -38,12 +38,12 @@ from test_service import (
 )
 
 from dispatch.config import load
-from dispatch.context import Context
 from dispatch.db.models import Delivery
 from dispatch.deliver.channel import Outcome, Outgoing
 from dispatch.deliver.smtp import SmtpChannel
 from dispatch.deliver.worker import Worker
 from dispatch.health import Part
+from dispatch.runtime import Runtime
 from dispatch.service import supervise
 
 N = 2000
@@ -207,11 +207,11 @@ class RaiseOnce:
         await self.inner.close()
 
 
-def planned(s: Site, n: int) -> tuple[int, Context]:
+def planned(s: Site, n: int) -> tuple[int, Runtime]:
     s.import_readers(email_readers(n))
     issue = s.final_issue()
     s.cli_json("send", str(issue))  # plans; nothing sent
-    return issue, Context(load(s.config, env={}))
+    return issue, Runtime(load(s.config, env={}))
 
 
 async def run_until(worker: Worker, done: Callable[[], bool], during: Callable[[], None]) -> None:
@@ -233,10 +233,10 @@ def test_outcomes_the_database_could_not_take_are_recorded_when_it_is_back(
     n = 30
     with site(tmp_path, sqlite_url, mail, database={"busy_timeout_seconds": 0.5},
               delivery={"batch_size": 10}) as s:
-        issue, ctx = planned(s, n)
+        issue, runtime = planned(s, n)
         lock = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
-        channel = LockAfterSending(SmtpChannel.from_config(ctx.config), lock)
-        worker = Worker(ctx, {"email": channel})
+        channel = LockAfterSending(SmtpChannel.from_config(runtime.config), lock)
+        worker = Worker(runtime, {"email": channel})
         seen_down: list[str] = []
 
         def during() -> None:
@@ -255,7 +255,7 @@ def test_outcomes_the_database_could_not_take_are_recorded_when_it_is_back(
     received = by_recipient(mail)
     assert len(received) == n and all(len(c) == 1 for c in received.values())
     # Claimed once each: the first batch was recorded from memory, never claimed again.
-    with ctx.sessions() as session:
+    with runtime.sessions() as session:
         assert set(session.scalars(select(Delivery.attempts))) == {1}
     assert Counter(o for outcomes in s.attempts().values() for o in outcomes) == {"sent": n}
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING
@@ -272,9 +272,9 @@ def test_a_channel_that_raises_pauses_the_worker_and_its_messages_are_retried(
 ):
     n = 8
     with site(tmp_path, sqlite_url, mail, delivery={"retry_base_seconds": 0.1}) as s:
-        issue, ctx = planned(s, n)
-        channel = RaiseOnce(SmtpChannel.from_config(ctx.config))
-        worker = Worker(ctx, {"email": channel})
+        issue, runtime = planned(s, n)
+        channel = RaiseOnce(SmtpChannel.from_config(runtime.config))
+        worker = Worker(runtime, {"email": channel})
         with caplog.at_level(logging.INFO):
             asyncio.run(run_until(worker, lambda: s.email_pending() == 0, lambda: None))
 

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import event, func, insert, select, update
+from sqlalchemy.orm import Session
 
 from dispatch.db.models import Delivery, DeliveryAttempt, Issue, Reader, ReaderChannel
 from dispatch.deliver import leases, owner, report
@@ -30,7 +31,7 @@ from dispatch.lifecycle import (
     overdue,
     unplanned,
 )
-from dispatch.plan.fanout import fan_out, plan_issue
+from dispatch.plan.fanout import fan_out
 from dispatch.plan.reconcile import reconcile
 from dispatch.track.tokens import is_token
 
@@ -98,7 +99,7 @@ def planned_issue(sessions, n_email=0, n_wecom=0) -> int:
             add_reader(s, f"e{i}", ("email",))
         for i in range(n_wecom):
             add_reader(s, f"w{i}", ("wecom",))
-        plan_issue(s, issue_id, now=T0)
+    fan_out(sessions, issue_id, now=T0)
     return issue_id
 
 
@@ -196,7 +197,7 @@ def test_plan_one_row_per_active_reader_and_chosen_channel(sessions):
         add_reader(s, "away", ("email",), status="inactive")
         add_reader(s, "gone", ("email", "wecom"), status="unsubscribed")
         add_reader(s, "none", ())
-        assert plan_issue(s, issue_id, now=T0) == {"email": 2, "wecom": 2}
+    assert fan_out(sessions, issue_id, now=T0) == {"email": 2, "wecom": 2}
     with sessions() as s:
         rows = s.scalars(select(Delivery).order_by(Delivery.reader_id, Delivery.channel)).all()
     assert [(r.reader_id, r.channel) for r in rows] == [
@@ -212,13 +213,14 @@ def test_plan_one_row_per_active_reader_and_chosen_channel(sessions):
 
 def test_planning_twice_plans_nothing_new_but_adds_new_readers(sessions):
     issue_id = planned_issue(sessions, n_email=3, n_wecom=1)
-    with sessions.begin() as s:
+    with sessions() as s:
         tokens = set(s.scalars(select(Delivery.token)))
-        assert plan_issue(s, issue_id, now=T0) == {"email": 0, "wecom": 0}
+    assert fan_out(sessions, issue_id, now=T0) == {"email": 0, "wecom": 0}
     with sessions.begin() as s:
         assert set(s.scalars(select(Delivery.token))) == tokens  # old tokens kept
         add_reader(s, "late", ("email",))
-        assert plan_issue(s, issue_id, now=T0) == {"email": 1, "wecom": 0}
+    assert fan_out(sessions, issue_id, now=T0) == {"email": 1, "wecom": 0}
+    with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Delivery)) == 5
 
 
@@ -228,25 +230,16 @@ def test_plan_pages_readers_in_chunks(sessions):
         issue_id = add_issue(s)
         for i in range(7):
             add_reader(s, f"r{i}", ("email", "wecom"))
-        assert plan_issue(s, issue_id, now=T0, chunk=3) == {"email": 7, "wecom": 7}
-        assert plan_issue(s, issue_id, now=T0, chunk=3) == {"email": 0, "wecom": 0}
+    assert fan_out(sessions, issue_id, now=T0, chunk=3) == {"email": 7, "wecom": 7}
+    assert fan_out(sessions, issue_id, now=T0, chunk=3) == {"email": 0, "wecom": 0}
     with sessions.begin() as s:
         add_readers_fast(s, 2500)
-        assert plan_issue(s, issue_id, now=T0) == {"email": 2500, "wecom": 0}
+    assert fan_out(sessions, issue_id, now=T0) == {"email": 2500, "wecom": 0}
+    with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Delivery)) == 2514
 
 
-def in_one_transaction(sessions, issue_id, chunk):
-    with sessions.begin() as s:
-        return plan_issue(s, issue_id, now=T0, chunk=chunk)
-
-
-def chunk_by_chunk(sessions, issue_id, chunk):
-    return fan_out(sessions, issue_id, now=T0, chunk=chunk)
-
-
-@pytest.mark.parametrize("plan", [in_one_transaction, chunk_by_chunk])
-def test_two_planners_racing_plan_each_row_once(sessions, plan):
+def test_two_planners_racing_plan_each_row_once(sessions):
     with sessions.begin() as s:
         issue_id = add_issue(s)
         add_readers_fast(s, 300, ("email", "wecom"))
@@ -257,8 +250,8 @@ def test_two_planners_racing_plan_each_row_once(sessions, plan):
     def planner():
         try:
             barrier.wait()
-            results.append(plan(sessions, issue_id, 50))
-        except BaseException as exc:  # noqa: BLE001
+            results.append(fan_out(sessions, issue_id, now=T0, chunk=50))
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=planner) for _ in range(2)]
@@ -284,7 +277,7 @@ def test_fan_out_commits_chunk_by_chunk_and_the_issue_closes_only_when_planned(s
     engine = sessions.kw["bind"]
     seen: list[tuple[int, bool]] = []
 
-    def look(session):  # noqa: ANN001 - what another process sees after each commit
+    def look(session: Session) -> None:  # what another process sees after each commit
         with engine.connect() as conn:
             rows = conn.scalar(select(func.count()).select_from(Delivery))
             seen.append((rows, conn.scalar(select(Issue.planned).where(Issue.id == issue_id))))
@@ -332,8 +325,8 @@ def test_plan_refuses_an_issue_not_claimed_for_sending(sessions):
         draft = add_issue(s, status="draft")
         final = add_issue(s, status="finalized")
     for issue_id in (draft, final, 999):
-        with pytest.raises(Refused), sessions.begin() as s:
-            plan_issue(s, issue_id, now=T0)
+        with pytest.raises(Refused):
+            fan_out(sessions, issue_id, now=T0)
 
 
 # --- due issues ----------------------------------------------------------------------
@@ -386,7 +379,7 @@ def test_claim_due_racing_threads_get_disjoint_sets_exactly_once(sessions):
             for _ in range(3):
                 with sessions.begin() as s:
                     results.append(claim_due(s, T0, LATE))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
@@ -439,7 +432,8 @@ def test_finish_if_done_when_nothing_is_pending(sessions):
 def test_finish_done_closes_an_issue_with_nobody_to_send_to(sessions):
     with sessions.begin() as s:
         issue_id = add_issue(s)
-        assert plan_issue(s, issue_id, now=T0) == {"email": 0, "wecom": 0}
+    assert fan_out(sessions, issue_id, now=T0) == {"email": 0, "wecom": 0}
+    with sessions.begin() as s:
         assert finish_done(s) == [issue_id]
 
 
@@ -566,7 +560,7 @@ def test_claims_from_racing_threads_are_disjoint_and_lose_nothing(sessions):
                     return
                 with lock:
                     got.extend(c.delivery_id for c in batch)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(n_threads)]

@@ -12,7 +12,7 @@ from conftest import REPO, SAMPLE_ISSUE
 
 from dispatch import editorial
 from dispatch.config import Config
-from dispatch.db.session import make_engine, migrate, session_factory, transaction
+from dispatch.db.session import transaction
 from dispatch.ingest import parse_file
 from dispatch.render import email as email_render
 from dispatch.render import slots
@@ -34,11 +34,9 @@ MARKUP_IN_TEXT = "<b>粗体</b> & “引号”"
 
 
 @pytest.fixture
-def sessions(sqlite_url):
-    engine = make_engine(sqlite_url)
-    migrate(engine)
-    yield session_factory(engine)
-    engine.dispose()
+def db_url(sqlite_url) -> str:
+    """Rendering reads the database only to load an issue: SQLite is enough here."""
+    return sqlite_url
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ TRICKY = [
 ]
 
 
-def wire(message: bytes, normalize, period) -> bytes:  # noqa: ANN001
+def wire(message: bytes, normalize, period) -> bytes:
     """What aiosmtplib's execute_data_command writes after DATA (before the final dot)."""
     return period.sub(b"..", normalize(message))
 

@@ -20,12 +20,12 @@ from smtp_servers import free_port
 
 from dispatch import editorial
 from dispatch.config import Config
-from dispatch.context import Context
 from dispatch.db.models import Delivery, Reader, ReaderIndustry
 from dispatch.db.session import transaction
 from dispatch.health import Health
 from dispatch.ingest import parse_file
-from dispatch.render.digest import article_views, link_targets
+from dispatch.render.views import article_views, link_targets
+from dispatch.runtime import Runtime
 from dispatch.service import web_config
 from dispatch.track.tokens import new_token
 from dispatch.web.app import PageEvent, create_app
@@ -38,7 +38,7 @@ SHANGHAI = "上海国际科技创新中心：从“建框架”向“强功能�
 @dataclass
 class Site:
     base_url: str
-    context: Context
+    runtime: Runtime
     events: list[PageEvent]
     issue_id: int
     token: str  # a 生物医药 reader's delivery
@@ -86,9 +86,9 @@ def site(db_url) -> Iterator[Site]:
     config = Config(base_dir=REPO)
     config.database.url = db_url
     config.web.base_url = base_url
-    context = Context(config)
-    rules = context.rules
-    with transaction(context.sessions) as s:
+    runtime = Runtime(config)
+    rules = runtime.rules
+    with transaction(runtime.sessions) as s:
         issue = editorial.store_issue(s, parse_file(SAMPLE_ISSUE), str(SAMPLE_ISSUE), rules)
         other = editorial.store_issue(s, parse_file(SAMPLE_ISSUE), "again", rules)
         biomed = _add_reader(s, "<script>alert(1)</script>", "a@example.cn", industries=["biomed"])
@@ -101,7 +101,7 @@ def site(db_url) -> Iterator[Site]:
     health = Health(clock=lambda: now[0])
     health.part("scheduler", max_silence=90)
     health.part("worker")
-    app = create_app(context, on_event=events.append, health=health)
+    app = create_app(runtime, on_event=events.append, health=health)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -110,17 +110,17 @@ def site(db_url) -> Iterator[Site]:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.02)
     try:
-        yield Site(base_url, context, events, issue_id, token, token_all, other_article,
+        yield Site(base_url, runtime, events, issue_id, token, token_all, other_article,
                    health, now)
     finally:
         server.should_exit = True
         thread.join(10)
         sock.close()
-        context.engine.dispose()
+        runtime.engine.dispose()
 
 
 def _view(site: Site):
-    with site.context.sessions() as s:
+    with site.runtime.sessions() as s:
         return article_views(editorial.get_issue(s, site.issue_id))
 
 
@@ -211,11 +211,11 @@ def _served(site: Site, trusted: list[str]) -> Iterator[tuple[int, list[PageEven
     of its own, with these trusted proxies."""
     port = free_port()
     web = dataclasses.replace(
-        site.context.config.web, listen=f"127.0.0.1:{port}", trusted_proxies=trusted
+        site.runtime.config.web, listen=f"127.0.0.1:{port}", trusted_proxies=trusted
     )
-    config = dataclasses.replace(site.context.config, web=web)
+    config = dataclasses.replace(site.runtime.config, web=web)
     events: list[PageEvent] = []
-    server = uvicorn.Server(web_config(config, create_app(site.context, on_event=events.append)))
+    server = uvicorn.Server(web_config(config, create_app(site.runtime, on_event=events.append)))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -5,12 +5,13 @@ from __future__ import annotations
 import html
 import json
 import re
+from dataclasses import replace
 from datetime import date
 
 import pytest
 
 from dispatch.render import slots
-from dispatch.render.digest import ArticleView, Block, Digest, IssueView
+from dispatch.render.views import ArticleView, Block, Digest, IssueView
 from dispatch.render.wecom import (
     BTNTXT_MAX_CHARS,
     DESCRIPTION_MAX_BYTES,
@@ -20,9 +21,7 @@ from dispatch.render.wecom import (
     fit,
     md_escape,
     render_variant,
-    to_json,
     truncate_utf8,
-    wecom_body,
 )
 from dispatch.track.links import Links
 from dispatch.track.tokens import new_token
@@ -108,6 +107,20 @@ def whole_digest(issue: IssueView) -> Digest:
     body = tuple(a for a in issue.articles if a.kind != "note")
     notes = tuple(a for a in issue.articles if a.kind == "note")
     return Digest(issue, notes, body, (), True, "全部")
+
+
+def wecom_body(
+    digest: Digest, links: Links, *, msgtype: str, touser: str, agentid: int, greeting: str = ""
+) -> dict:
+    """One reader's message/send body (`links` carries the reader's token), by delivery's
+    own path: the variant, then the reader's fill."""
+    variant = render_variant(digest, replace(links, token=slots.TOKEN), msgtype=msgtype, agentid=agentid)
+    return json.loads(variant.fill_json(touser=touser, token=links.token, greeting=greeting))
+
+
+def to_json(body: dict) -> str:
+    """The canonical text of a body, as `dispatch preview --format wecom` prints it."""
+    return json.dumps(body, ensure_ascii=False)
 
 
 def body_of(digest: Digest, msgtype: str, greeting: str = GREETING) -> dict:

@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from dispatch.deliver.smtp import is_loopback
 from dispatch.errors import Refused
+from dispatch.net import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class SaveToFolder:
         self._n = itertools.count(1)
         self.received = 0
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         n = next(self._n)
         name = self.folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{n:06d}.eml"
         head = (

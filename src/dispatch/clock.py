@@ -1,8 +1,9 @@
-"""Time: stored in UTC, shown and entered in Asia/Shanghai. The one place for both rules."""
+"""Time: stored in UTC, shown and entered in Asia/Shanghai. The one place for these rules
+and for how dates and times are written."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
@@ -27,3 +28,10 @@ def to_local(utc_naive: datetime) -> datetime:
 def show(utc_naive: datetime | None) -> str:
     """A stored time as staff read it."""
     return "" if utc_naive is None else to_local(utc_naive).strftime(LOCAL_FORMAT)
+
+
+def cn_date(value: date | None) -> str:
+    """A date as readers read it: 2024年5月6日; '' for None."""
+    if value is None:
+        return ""
+    return f"{value.year}年{value.month}月{value.day}日"

@@ -25,8 +25,11 @@ from urllib.parse import urlsplit
 
 from dispatch import defaults
 from dispatch.errors import Refused
+from dispatch.masthead import BULLETIN
 
 ENV_PREFIX = "DISPATCH_"
+# How a mail connection is secured: in clear, STARTTLS after connecting, or TLS from the start.
+SECURITY_MODES = ("none", "starttls", "tls")
 SECRET_WORDS = ("password", "secret", "token", "aes_key", "api_key")
 
 
@@ -49,9 +52,9 @@ class WebConfig:
 class SmtpConfig:
     host: str = "127.0.0.1"
     port: int = 2525
-    security: str = "none"  # none | starttls | tls
+    security: str = "none"  # one of SECURITY_MODES
     username: str = ""
-    from_: str = "许昌竞争情报快递 <bulletin@localhost>"
+    from_: str = f"{BULLETIN} <bulletin@localhost>"
     reply_domain: str = "localhost"
     concurrency: int = 4
     rate_per_minute: int = 600
@@ -245,8 +248,8 @@ def _refuse_url_passwords(section: str, values: Mapping[str, Any], where: str) -
 
 # Keys whose value must be one of a few words.
 CHOICES = {
-    ("smtp", "security"): ("none", "starttls", "tls"),
-    ("imap", "security"): ("none", "starttls", "tls"),
+    ("smtp", "security"): SECURITY_MODES,
+    ("imap", "security"): SECURITY_MODES,
     ("wecom", "message_type"): ("news", "textcard", "markdown"),
 }
 

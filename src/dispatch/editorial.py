@@ -18,10 +18,10 @@ from dispatch.db.models import Article, ArticleTag, Issue, Section
 from dispatch.errors import Refused
 from dispatch.industries import GENERAL, TAG_CODES, describe, name_of
 from dispatch.ingest.document import ParsedIssue
+from dispatch.masthead import BULLETIN
 from dispatch.tagging.rules import Rules
 from dispatch.tagging.tagger import tag_article
 
-DEFAULT_TITLE = "许昌竞争情报快递"
 # A publication time this far in the past is almost surely a typo, not a wish to send now.
 PAST_TOLERANCE = timedelta(minutes=5)
 
@@ -46,7 +46,7 @@ def auto_tag(article: Article, rules: Rules) -> None:
 
 def store_issue(session: Session, parsed: ParsedIssue, source_file: str, rules: Rules) -> Issue:
     issue = Issue(
-        title=parsed.title or DEFAULT_TITLE,
+        title=parsed.title or BULLETIN,
         number=parsed.number,
         issue_date=parsed.published_on,
         source_file=source_file,

@@ -18,15 +18,16 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
 from starlette.types import ASGIApp
 
 from dispatch import faults
 from dispatch.config import Config
-from dispatch.context import Context
 from dispatch.health import Health, Part
+from dispatch.net import split_host_port
+from dispatch.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +39,12 @@ class _QuietServer(uvicorn.Server):
     """uvicorn without its own signal handling: the service owns the signals."""
 
     @contextlib.contextmanager
-    def capture_signals(self):  # noqa: ANN201
+    def capture_signals(self) -> Iterator[None]:
         yield
 
 
 class WebStartFailed(Exception):
     """uvicorn could not start (it logs why: the port is taken, the address is wrong)."""
-
-
-def _listen(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host or "127.0.0.1", int(port)
 
 
 def web_config(config: Config, app: ASGIApp) -> uvicorn.Config:
@@ -58,7 +54,7 @@ def web_config(config: Config, app: ASGIApp) -> uvicorn.Config:
     proxy); from anyone else the peer's own address stands, so a reader can't pose as
     another address. None trusted: uvicorn's own default (127.0.0.1) is not used either.
     """
-    host, port = _listen(config.web.listen)
+    host, port = split_host_port(config.web.listen)
     trusted = list(config.web.trusted_proxies)
     return uvicorn.Config(
         app, host=host, port=port, log_level="warning", lifespan="off",
@@ -96,7 +92,7 @@ async def supervise(
             if stop.is_set():
                 return
             why, exc = "it returned", None
-        except Exception as error:  # noqa: BLE001 - a part's bug must not stop the service
+        except Exception as error:  # a part's bug must not stop the service
             why, exc = faults.describe(error), error
         failures = 1 if loop.time() - began > STABLE_SECONDS else failures + 1
         pause = faults.pause_after(failures)
@@ -114,7 +110,7 @@ async def _started(server: uvicorn.Server, task: asyncio.Task) -> bool:
 
 
 async def serve(
-    ctx: Context, *, web: bool = True, scheduler: bool = True, worker: bool = True
+    runtime: Runtime, *, web: bool = True, scheduler: bool = True, worker: bool = True
 ) -> None:
     from dispatch.deliver.worker import Worker
     from dispatch.plan.scheduler import Reconciler
@@ -124,21 +120,21 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    ctx.engine  # noqa: B018 - open and migrate before anything starts
+    runtime.engine  # noqa: B018 - open and migrate before anything starts
     health = Health()  # its parts exist before /healthz can be asked
     worker_part = health.part("worker") if worker else None
     scheduler_part = (
-        health.part("scheduler", max_silence=3 * ctx.config.schedule.tick_seconds)
+        health.part("scheduler", max_silence=3 * runtime.config.schedule.tick_seconds)
         if scheduler else None
     )
     tasks: list[asyncio.Task] = []
     if web:
         from dispatch.web.app import create_app
 
-        host, port = _listen(ctx.config.web.listen)
+        host, port = split_host_port(runtime.config.web.listen)
 
         def make_server() -> uvicorn.Server:
-            return _QuietServer(web_config(ctx.config, create_app(ctx, health=health)))
+            return _QuietServer(web_config(runtime.config, create_app(runtime, health=health)))
 
         first = make_server()
         first_run = asyncio.create_task(_serve_web(first, stop), name="web")
@@ -147,7 +143,7 @@ async def serve(
                 await first_run
             log.error("web app: cannot listen on %s:%d ([web] listen); stopping", host, port)
             raise SystemExit(1)
-        log.info("web app on http://%s:%d (links use %s)", host, port, ctx.config.web.base_url)
+        log.info("web app on http://%s:%d (links use %s)", host, port, runtime.config.web.base_url)
         started = [first_run]
 
         def web_run() -> Awaitable[None]:
@@ -157,13 +153,13 @@ async def serve(
         tasks.append(asyncio.create_task(supervise("web app", web_run, stop, None), name="web"))
     the_worker = None
     if worker_part is not None:
-        the_worker = Worker(ctx, health=worker_part)
+        the_worker = Worker(runtime, health=worker_part)
         tasks.append(asyncio.create_task(
             supervise("worker", lambda: the_worker.run(stop), stop, worker_part), name="worker"
         ))
     if scheduler_part is not None:
         reconciler = Reconciler(
-            ctx, on_planned=the_worker.wake.set if the_worker else None, health=scheduler_part
+            runtime, on_planned=the_worker.wake.set if the_worker else None, health=scheduler_part
         )
         tasks.append(asyncio.create_task(
             supervise("scheduler", lambda: reconciler.run(stop), stop, scheduler_part),

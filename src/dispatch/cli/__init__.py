@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -14,17 +15,18 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from dispatch.config import load
-from dispatch.context import Context
 from dispatch.db.errors import describe as describe_database_fault
 from dispatch.errors import Refused
 from dispatch.instance import check as check_instance
+from dispatch.masthead import BULLETIN
+from dispatch.runtime import Runtime
 
 
 class _Group(TyperGroup):
     """Turns refusals and database faults into one line on stderr and exit code 1, for
     every command; `-v` prints the traceback of a database fault before its line."""
 
-    def invoke(self, ctx):  # noqa: ANN001 - typer's bundled click Context
+    def invoke(self, ctx):  # typer's bundled click Context
         try:
             return super().invoke(ctx)
         except Refused as exc:
@@ -40,7 +42,7 @@ class _Group(TyperGroup):
             raise typer.Exit(1) from exc
 
 
-def _database_fault(obj: Context | None, exc: Exception) -> str | None:
+def _database_fault(obj: Runtime | None, exc: Exception) -> str | None:
     if obj is None:  # the settings could not even be read: not a database fault
         return None
     cfg = obj.config
@@ -51,7 +53,7 @@ def _database_fault(obj: Context | None, exc: Exception) -> str | None:
 
 app = typer.Typer(
     cls=_Group,
-    help="Deliver 《许昌竞争情报快递》 to its readers, by email and WeChat Work.",
+    help=f"Deliver 《{BULLETIN}》 to its readers, by email and WeChat Work.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -76,12 +78,19 @@ def _root(
     )
     if ctx.invoked_subcommand == "init":
         return  # makes a config; needs none
-    ctx.obj = Context(load(config))
+    ctx.obj = Runtime(load(config))
     check_instance(ctx.obj.config)  # a missing folder is refused now, not at the first page
 
 
-def context(ctx: typer.Context) -> Context:
+def runtime_of(ctx: typer.Context) -> Runtime:
     return ctx.find_root().obj
+
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON")]
+
+
+def print_json(data: object) -> None:
+    typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
 def _register() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 from datetime import timedelta
@@ -17,22 +16,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dispatch import clock, editorial
-from dispatch.cli import context
+from dispatch.cli import JsonFlag, print_json, runtime_of
+from dispatch.cli.words import DELIVERY_WORDS, ISSUE_WORDS, channel_word
 from dispatch.db.session import transaction
 from dispatch.deliver import leases, report
 from dispatch.deliver.channel import configured
 from dispatch.errors import Refused
 from dispatch.lifecycle import claim_for_send
+from dispatch.net import split_host_port
 from dispatch.plan import fanout
+from dispatch.runtime import Runtime
 
 out = Console(highlight=False)
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON")]
-STATE_WORDS = {
-    "queued": "排队", "sending": "发送中", "sent": "已发送", "retry": "待重试",
-    "failed": "失败", "cancelled": "已取消",
-}
-CHANNEL_WORDS = {"email": "邮件", "wecom": "企业微信"}
-ISSUE_WORDS = {"draft": "草稿", "finalized": "已定稿", "sending": "发送中", "sent": "已发送"}
 
 
 def _service_logging() -> None:
@@ -43,9 +38,9 @@ def _service_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _status_data(ctx, issue_id: int) -> dict:  # noqa: ANN001
-    lateness = timedelta(hours=ctx.config.schedule.max_lateness_hours)
-    with transaction(ctx.sessions) as session:
+def _status_data(runtime: Runtime, issue_id: int) -> dict:
+    lateness = timedelta(hours=runtime.config.schedule.max_lateness_hours)
+    with transaction(runtime.sessions) as session:
         return report.issue_status(session, issue_id, clock.utcnow(), lateness)
 
 
@@ -59,13 +54,13 @@ def _print_status(data: dict, configured: set[str]) -> None:
             "[yellow]overdue: its publication time passed while the service was down; "
             f"it waits for staff: `dispatch send {data['issue']}`[/yellow]"
         )
-    table = Table("渠道", *[STATE_WORDS[s] for s in STATE_WORDS], "合计")
+    table = Table("渠道", *[DELIVERY_WORDS[s] for s in DELIVERY_WORDS], "合计")
     for channel, states in data["counts"].items():
         if not sum(states.values()):
             continue
         table.add_row(
-            CHANNEL_WORDS.get(channel, channel),
-            *[str(states.get(s, 0)) for s in STATE_WORDS],
+            channel_word(channel),
+            *[str(states.get(s, 0)) for s in DELIVERY_WORDS],
             str(sum(states.values())),
         )
     out.print(table)
@@ -79,13 +74,13 @@ def _print_status(data: dict, configured: set[str]) -> None:
     if data["failures"]:
         ft = Table("读者", "渠道", "尝试", "原因", title="失败")
         for f in data["failures"]:
-            ft.add_row(f"{f['reader']} {escape(f['name'])}", CHANNEL_WORDS.get(f["channel"], f["channel"]),
+            ft.add_row(f"{f['reader']} {escape(f['name'])}", channel_word(f["channel"]),
                        str(f["attempts"]), escape(f["reason"] or ""))
         out.print(ft)
 
 
-def _configured(ctx) -> set[str]:  # noqa: ANN001
-    return set(configured(ctx.config))
+def _configured(runtime: Runtime) -> set[str]:
+    return set(configured(runtime.config))
 
 
 def send(
@@ -100,36 +95,36 @@ def send(
     as_json: JsonFlag = False,
 ) -> None:
     """Plan and deliver an issue now (whatever its publication time)."""
-    c = context(ctx)
+    runtime = runtime_of(ctx)
     if to is not None:
-        _send_test_copy(c, issue_id, to, recipient)
+        _send_test_copy(runtime, issue_id, to, recipient)
         return
     if dry_run:
-        _dry_run(c, issue_id, as_json)
+        _dry_run(runtime, issue_id, as_json)
         return
-    with transaction(c.sessions) as session:
+    with transaction(runtime.sessions) as session:
         before = claim_for_send(session, issue_id)
-    planned = fanout.fan_out(c.sessions, issue_id)
+    planned = fanout.fan_out(runtime.sessions, issue_id)
     if not as_json:
         out.print(f"issue {issue_id} ({ISSUE_WORDS[before]}): planned "
                   + ", ".join(f"{n} {ch}" for ch, n in planned.items()))
     if wait:
-        asyncio.run(_deliver_until_done(c, issue_id, show_progress=not as_json and sys.stderr.isatty()))
-    data = _status_data(c, issue_id)
+        asyncio.run(_deliver_until_done(runtime, issue_id, show_progress=not as_json and sys.stderr.isatty()))
+    data = _status_data(runtime, issue_id)
     if as_json:
-        typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        print_json(data)
     else:
-        _print_status(data, _configured(c))
+        _print_status(data, _configured(runtime))
 
 
-async def _deliver_until_done(c, issue_id: int, *, show_progress: bool) -> None:  # noqa: ANN001
+async def _deliver_until_done(runtime: Runtime, issue_id: int, *, show_progress: bool) -> None:
     from dispatch.deliver.worker import Worker
 
-    worker = Worker(c)
+    worker = Worker(runtime)
     serving = set(worker.channels)
 
     def pending() -> tuple[int, int]:
-        with c.sessions() as session:
+        with runtime.sessions() as session:
             return report.pending(report.counts(session, issue_id), serving)
 
     progress = Progress(
@@ -151,14 +146,14 @@ async def _deliver_until_done(c, issue_id: int, *, show_progress: bool) -> None:
         await worker.close()
 
 
-def _dry_run(c, issue_id: int, as_json: bool) -> None:  # noqa: ANN001
+def _dry_run(runtime: Runtime, issue_id: int, as_json: bool) -> None:
     from dispatch.render.pipeline import IssueRenderer, ReaderView
     from dispatch.render.templates import environment
 
     rows = []
-    with c.sessions() as session:
+    with runtime.sessions() as session:
         issue = editorial.get_issue(session, issue_id)
-        renderer = IssueRenderer.for_issue(issue, environment(c.config), c.config)
+        renderer = IssueRenderer.for_issue(issue, environment(runtime.config), runtime.config)
         titles = {a.id: a.title for a in renderer.view.articles}
         for r in fanout.audience(session):
             view = ReaderView.of(r)
@@ -170,19 +165,18 @@ def _dry_run(c, issue_id: int, as_json: bool) -> None:  # noqa: ANN001
             })
         channel_counts = fanout.audience_by_channel(session)
     if as_json:
-        typer.echo(json.dumps({"issue": issue_id, "by_channel": channel_counts, "readers": rows},
-                              ensure_ascii=False, indent=2))
+        print_json({"issue": issue_id, "by_channel": channel_counts, "readers": rows})
         return
     table = Table("读者", "渠道", "为您推荐", title=f"issue {issue_id}: who would get what (nothing sent)")
     for row in rows:
         rec = "全部内容" if row["whole_issue"] else "；".join(row["recommended"]) or "（无）"
         table.add_row(f"{row['reader']} {escape(row['name'])}",
-                      "、".join(CHANNEL_WORDS.get(ch, ch) for ch in row["channels"]), escape(rec))
+                      "、".join(channel_word(ch) for ch in row["channels"]), escape(rec))
     out.print(table)
     out.print("deliveries: " + ", ".join(f"{n} {ch}" for ch, n in channel_counts.items()))
 
 
-def _send_test_copy(c, issue_id: int, to: str, recipient: str | None) -> None:  # noqa: ANN001
+def _send_test_copy(runtime: Runtime, issue_id: int, to: str, recipient: str | None) -> None:
     from dispatch.cli.preview import PREVIEW_TOKEN
     from dispatch.deliver.channel import Outgoing
     from dispatch.deliver.smtp import SmtpChannel
@@ -195,20 +189,20 @@ def _send_test_copy(c, issue_id: int, to: str, recipient: str | None) -> None:  
         address = normalize_email(to)
     except ValueError as exc:
         raise Refused(f"--to: {exc}") from exc
-    with c.sessions() as session:
+    with runtime.sessions() as session:
         issue = editorial.get_issue(session, issue_id)
         if recipient:
             reader = ReaderView.of(find_reader(session, recipient))
         else:
             first = fanout.whole_issue_reader(session)
             reader = ReaderView(id=0, name="测试读者") if first is None else ReaderView.of(first)
-        renderer = IssueRenderer.for_issue(issue, environment(c.config), c.config)
+        renderer = IssueRenderer.for_issue(issue, environment(runtime.config), runtime.config)
     view = ReaderView(**{**reader.__dict__, "email": address})
     payload = renderer.email_message(view, PREVIEW_TOKEN)
     sender = renderer.links(PREVIEW_TOKEN).envelope_sender
 
     async def go():
-        channel = SmtpChannel.from_config(c.config)
+        channel = SmtpChannel.from_config(runtime.config)
         try:
             return await channel.push([Outgoing(0, address, payload, sender)])
         finally:
@@ -226,18 +220,18 @@ def status(
     as_json: JsonFlag = False,
 ) -> None:
     """Deliveries of an issue by channel and state, and the failures with reasons."""
-    c = context(ctx)
-    data = _status_data(c, issue_id)
+    runtime = runtime_of(ctx)
+    data = _status_data(runtime, issue_id)
     if as_json:
-        typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        print_json(data)
     else:
-        _print_status(data, _configured(c))
+        _print_status(data, _configured(runtime))
 
 
 def retry(ctx: typer.Context, issue_id: Annotated[int, typer.Argument(metavar="ISSUE")]) -> None:
     """Queue an issue's failed deliveries again."""
-    c = context(ctx)
-    with transaction(c.sessions) as session:
+    runtime = runtime_of(ctx)
+    with transaction(runtime.sessions) as session:
         editorial.get_issue(session, issue_id)
         n = leases.retry_failed(session, issue_id)
     out.print(f"issue {issue_id}: {n} failed deliveries queued again")
@@ -248,7 +242,7 @@ def run(ctx: typer.Context) -> None:
     from dispatch.service import serve
 
     _service_logging()
-    asyncio.run(serve(context(ctx)))
+    asyncio.run(serve(runtime_of(ctx)))
 
 
 def worker(ctx: typer.Context) -> None:
@@ -256,7 +250,7 @@ def worker(ctx: typer.Context) -> None:
     from dispatch.service import serve
 
     _service_logging()
-    asyncio.run(serve(context(ctx), web=False, scheduler=False))
+    asyncio.run(serve(runtime_of(ctx), web=False, scheduler=False))
 
 
 def catcher(
@@ -267,18 +261,18 @@ def catcher(
     """A local mail catcher: receives on loopback and keeps each message as an .eml file."""
     from dispatch.catcher import exposure_warning, serve_forever
 
-    c = context(ctx)
-    host, port = (c.config.smtp.host, c.config.smtp.port)
+    runtime = runtime_of(ctx)
+    host, port = (runtime.config.smtp.host, runtime.config.smtp.port)
     if listen:
-        h, _, p = listen.rpartition(":")
-        if not p.isdigit():
-            raise Refused(f"--listen {listen}：应为 主机:端口，如 127.0.0.1:2525")
-        host, port = h.strip("[]") or "127.0.0.1", int(p)
+        try:
+            host, port = split_host_port(listen)
+        except ValueError:
+            raise Refused(f"--listen {listen}：应为 主机:端口，如 127.0.0.1:2525") from None
     warning = exposure_warning(host)
     if warning:
         Console(stderr=True, highlight=False).print(f"[yellow]{escape(warning)}[/yellow]", soft_wrap=True)
     _service_logging()
-    serve_forever(host, port, c.config.path(str(folder)))
+    serve_forever(host, port, runtime.config.path(str(folder)))
 
 
 def register(app: typer.Typer) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +12,9 @@ from rich.table import Table
 from rich.tree import Tree
 
 from dispatch import clock, editorial
-from dispatch.cli import context
+from dispatch.cli import JsonFlag, print_json, runtime_of
+from dispatch.cli.words import ISSUE_WORDS
+from dispatch.db.models import Issue
 from dispatch.db.session import transaction
 from dispatch.errors import Refused
 from dispatch.industries import name_of
@@ -22,20 +23,11 @@ from dispatch.ingest import parse_file
 app = typer.Typer(no_args_is_help=True)
 out = Console(highlight=False)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON")]
-
-STATUS_WORDS = {"draft": "草稿", "finalized": "已定稿", "sending": "发送中", "sent": "已发送"}
-
-
-def _print_json(data: object) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
-
-
-def _show_tree(issue) -> None:  # noqa: ANN001
+def _show_tree(issue: Issue) -> None:
     head = f"[bold]{escape(issue.title)}[/bold]"
     if issue.number:
         head += f" {escape(issue.number)}"
-    head += f"  #{issue.id}  {STATUS_WORDS[issue.status]}"
+    head += f"  #{issue.id}  {ISSUE_WORDS[issue.status]}"
     if issue.publish_at:
         head += f"  发布 {clock.show(issue.publish_at)}"
     tree = Tree(head)
@@ -62,16 +54,16 @@ def ingest(
     as_json: JsonFlag = False,
 ) -> None:
     """Turn an issue file into a draft issue of sections and tagged articles."""
-    c = context(ctx)
+    runtime = runtime_of(ctx)
     if not path.exists():
         raise Refused(f"{path}: no such file")
     parsed = parse_file(path)
-    with transaction(c.sessions) as session:
-        issue = editorial.store_issue(session, parsed, str(path), c.rules)
+    with transaction(runtime.sessions) as session:
+        issue = editorial.store_issue(session, parsed, str(path), runtime.rules)
         issue = editorial.get_issue(session, issue.id)
         data = editorial.issue_json(issue)
     if as_json:
-        _print_json(data)
+        print_json(data)
     else:
         _show_tree(issue)
         out.print(
@@ -84,8 +76,8 @@ def ingest(
 @app.command("list")
 def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """List issues, newest first."""
-    c = context(ctx)
-    with transaction(c.sessions) as session:
+    runtime = runtime_of(ctx)
+    with transaction(runtime.sessions) as session:
         issues = editorial.list_issues(session)
         rows = [
             {
@@ -100,12 +92,12 @@ def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
             for i in issues
         ]
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     table = Table("ID", "期号", "标题", "状态", "发布时间", "文章", "来源文件")
     for r in rows:
         table.add_row(
-            str(r["id"]), r["number"] or "", r["title"], STATUS_WORDS[r["status"]],
+            str(r["id"]), r["number"] or "", r["title"], ISSUE_WORDS[r["status"]],
             r["publish_at"] or "", str(r["articles"]), r["source_file"],
         )
     out.print(table if rows else "no issues yet: `dispatch issues ingest FILE`")
@@ -114,12 +106,12 @@ def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 @app.command("show")
 def show(ctx: typer.Context, issue_id: Annotated[int, typer.Argument(metavar="ID")], as_json: JsonFlag = False) -> None:
     """Show an issue's sections, articles and tags (automatic or the editor's)."""
-    c = context(ctx)
-    with transaction(c.sessions) as session:
+    runtime = runtime_of(ctx)
+    with transaction(runtime.sessions) as session:
         issue = editorial.get_issue(session, issue_id)
         data = editorial.issue_json(issue)
     if as_json:
-        _print_json(data)
+        print_json(data)
     else:
         _show_tree(issue)
 
@@ -137,9 +129,9 @@ def tag(
     """Override an article's industry tags (kept when the issue is re-tagged)."""
     if (set_ is None) == (not auto):
         raise typer.BadParameter("give either --set INDUSTRIES or --auto")
-    c = context(ctx)
+    runtime = runtime_of(ctx)
     codes = editorial.parse_tag_codes(set_) if set_ is not None else None
-    with transaction(c.sessions) as session:
+    with transaction(runtime.sessions) as session:
         article = editorial.set_tags(session, article_id, codes)
         view = editorial.tag_view(article)
         title = article.title
@@ -151,10 +143,10 @@ def tag(
 def retag(ctx: typer.Context, issue_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
     """Re-run the keyword rules on a draft (after editing rules/industries.toml).
     Editors' overrides are kept."""
-    c = context(ctx)
-    with transaction(c.sessions) as session:
+    runtime = runtime_of(ctx)
+    with transaction(runtime.sessions) as session:
         issue = editorial.get_issue(session, issue_id)
-        editorial.retag(session, issue, c.rules)
+        editorial.retag(session, issue, runtime.rules)
     show(ctx, issue_id)
 
 
@@ -176,8 +168,8 @@ def finalize(
             raise typer.BadParameter(
                 f'{publish_at!r} is not "YYYY-MM-DD HH:MM"', param_hint="--publish-at"
             ) from exc
-    c = context(ctx)
-    with transaction(c.sessions) as session:
+    runtime = runtime_of(ctx)
+    with transaction(runtime.sessions) as session:
         issue = editorial.finalize(session, issue_id, when)
         at = clock.show(issue.publish_at)
     out.print(f"issue {issue_id} finalized; publication {at} (Asia/Shanghai)")
@@ -186,7 +178,7 @@ def finalize(
 @app.command("delete")
 def delete(ctx: typer.Context, issue_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
     """Delete a draft issue (finalized issues are kept)."""
-    c = context(ctx)
-    with transaction(c.sessions) as session:
+    runtime = runtime_of(ctx)
+    with transaction(runtime.sessions) as session:
         editorial.delete_draft(session, issue_id)
     out.print(f"draft issue {issue_id} deleted")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from dispatch import editorial
-from dispatch.cli import context
+from dispatch.cli import runtime_of
 from dispatch.db.session import transaction
 from dispatch.errors import Refused
 from dispatch.plan.fanout import planned_token
@@ -40,12 +40,12 @@ def preview(
 
     if format_ not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
-    c = context(ctx)
-    with transaction(c.sessions) as session:
+    runtime = runtime_of(ctx)
+    with transaction(runtime.sessions) as session:
         issue = editorial.get_issue(session, issue_id)
         reader = ReaderView.of(find_reader(session, recipient))
         token = planned_token(session, issue_id, reader.id, CHANNEL_OF[format_]) or PREVIEW_TOKEN
-        renderer = IssueRenderer.for_issue(issue, environment(c.config), c.config)
+        renderer = IssueRenderer.for_issue(issue, environment(runtime.config), runtime.config)
     if format_ == "wecom" and not reader.wecom_userid:
         raise Refused(f"reader {reader.id} has no WeChat Work account (企业微信账号)")
     if format_ == "eml" and not reader.email:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dispatch import clock
-from dispatch.cli import context
+from dispatch.cli import JsonFlag, err, print_json, runtime_of
 from dispatch.db.models import Reader
 from dispatch.db.session import transaction
 from dispatch.errors import Refused
@@ -37,14 +36,12 @@ from dispatch.readers.validate import (
 )
 
 app = typer.Typer(no_args_is_help=True)
-err = Console(stderr=True, highlight=False)
 
 
 def _out() -> Console:
     # Made per command, so the terminal's width (or $COLUMNS) at the time counts.
     return Console(highlight=False)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON")]
 KeyArg = Annotated[str, typer.Argument(help="the reader: email, WeChat Work user id, or id")]
 
 # Options of add/set and the field each gives; errors name the option.
@@ -59,10 +56,6 @@ OPTION_OF = {
     "channels": "--channels",
 }
 FIELD_LABELS = {f: f"{o}（{COLUMNS[f]}）" for f, o in OPTION_OF.items()}
-
-
-def _print_json(data: object) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
 def reader_json(r: Reader) -> dict[str, Any]:
@@ -98,9 +91,9 @@ def import_(
     as_json: JsonFlag = False,
 ) -> None:
     """Import reader lists: all of them are checked first; any error, nothing is written."""
-    report = import_lists(context(ctx).sessions, paths, dry_run=dry_run)
+    report = import_lists(runtime_of(ctx).sessions, paths, dry_run=dry_run)
     if as_json:
-        _print_json(report.to_json())
+        print_json(report.to_json())
     else:
         _print_report(report)
     if report.errors:
@@ -147,7 +140,7 @@ def export(
 ) -> None:
     """Write the readers as a list that Excel opens and `import` reads back unchanged."""
     keep = _filter(industry, group, channel, status)
-    with transaction(context(ctx).sessions) as session:
+    with transaction(runtime_of(ctx).sessions) as session:
         readers = [r for r in load_readers(session) if keep(r)]
         export_readers(readers, path)
     typer.echo(f"wrote {len(readers)} readers to {path}")
@@ -213,10 +206,10 @@ def list_(
 ) -> None:
     """List readers."""
     keep = _filter(industry, group, channel, status)
-    with transaction(context(ctx).sessions) as session:
+    with transaction(runtime_of(ctx).sessions) as session:
         readers = [r for r in load_readers(session) if keep(r)]
         if as_json:
-            _print_json([reader_json(r) for r in readers])
+            print_json([reader_json(r) for r in readers])
             return
         _out().print(_reader_table(readers, title=f"读者 {len(readers)} 人"))
 
@@ -224,14 +217,14 @@ def list_(
 @app.command("show")
 def show(ctx: typer.Context, key: KeyArg, as_json: JsonFlag = False) -> None:
     """Show one reader."""
-    with transaction(context(ctx).sessions) as session:
+    with transaction(runtime_of(ctx).sessions) as session:
         r = find_reader(session, key)
         _show(r, as_json)
 
 
 def _show(r: Reader, as_json: bool) -> None:
     if as_json:
-        _print_json(reader_json(r))
+        print_json(reader_json(r))
         return
     table = Table(show_header=False, title=f"读者 {r.id}")
     table.add_column(style="bold")
@@ -260,6 +253,16 @@ PositionOpt = Annotated[str | None, typer.Option("--position", help="职务")]
 GroupOpt = Annotated[str | None, typer.Option("--group", help="分组, e.g. 市领导")]
 
 
+def _fields(
+    name: str | None, email: str | None, wecom: str | None, industries: str | None,
+    channels: str | None, org: str | None, position: str | None, group: str | None,
+) -> dict[str, str | None]:
+    """The options of add and set, by the field each gives (OPTION_OF)."""
+    return {"name": name, "organization": org, "position": position, "group": group,
+            "email": email, "wecom_userid": wecom, "industries": industries,
+            "channels": channels}
+
+
 def _record(values: dict[str, str | None], *, need_identity: bool):
     record, errors = build_record(
         {f: v for f, v in values.items() if v is not None},
@@ -284,15 +287,12 @@ def add(
     as_json: JsonFlag = False,
 ) -> None:
     """Add one reader (checked as an imported row is)."""
-    record = _record(
-        {"name": name, "organization": org, "position": position, "group": group,
-         "email": email, "wecom_userid": wecom, "industries": industries, "channels": channels},
-        need_identity=True,
-    )
-    with transaction(context(ctx).sessions) as session:
+    values = _fields(name, email, wecom, industries, channels, org, position, group)
+    record = _record(values, need_identity=True)
+    with transaction(runtime_of(ctx).sessions) as session:
         reader = add_reader(session, record)
         if as_json:
-            _print_json(reader_json(reader))
+            print_json(reader_json(reader))
         else:
             typer.echo(f"added reader {reader.id}")
 
@@ -312,18 +312,16 @@ def set_(
     as_json: JsonFlag = False,
 ) -> None:
     """Change a reader: only the options given change."""
-    values = {"name": name, "organization": org, "position": position, "group": group,
-              "email": email, "wecom_userid": wecom, "industries": industries,
-              "channels": channels}
+    values = _fields(name, email, wecom, industries, channels, org, position, group)
     if all(v is None for v in values.values()):
         err.print("nothing to change: give at least one of " + ", ".join(OPTION_OF.values()))
         raise typer.Exit(2)
     record = _record(values, need_identity=False)
-    with transaction(context(ctx).sessions) as session:
+    with transaction(runtime_of(ctx).sessions) as session:
         reader = find_reader(session, key)
         changed = update_reader(session, reader, record)
         if as_json:
-            _print_json(reader_json(reader))
+            print_json(reader_json(reader))
         elif changed:
             typer.echo(f"reader {reader.id}: changed {', '.join(changed)}")
         else:
@@ -333,7 +331,7 @@ def set_(
 @app.command("deactivate")
 def deactivate(ctx: typer.Context, key: KeyArg) -> None:
     """Stop sending to a reader (status 停用); `activate` undoes it."""
-    with transaction(context(ctx).sessions) as session:
+    with transaction(runtime_of(ctx).sessions) as session:
         reader = find_reader(session, key)
         if reader.status == "unsubscribed":
             typer.echo(f"reader {reader.id} has unsubscribed; nothing is sent to them anyway")
@@ -351,7 +349,7 @@ def activate(
     )] = False,
 ) -> None:
     """Send to a reader again (status 正常)."""
-    with transaction(context(ctx).sessions) as session:
+    with transaction(runtime_of(ctx).sessions) as session:
         reader = find_reader(session, key)
         if reader.status == "unsubscribed" and not resubscribe:
             raise Refused(

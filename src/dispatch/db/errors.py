@@ -49,7 +49,7 @@ def masked(url: str) -> str:
     """The URL as it may be shown: the password replaced by ***."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL is shown as nothing rather than leaked
+    except Exception:  # an unparsable URL is shown as nothing rather than leaked
         return "（无法解析的数据库网址）"
 
 
@@ -151,6 +151,6 @@ def _first_line(e: BaseException, url: str) -> str:
 def _password(url: str) -> str | None:
     try:
         return make_url(url).password
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 

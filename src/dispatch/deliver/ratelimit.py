@@ -61,12 +61,6 @@ class TokenBucket:
         if not self.unlimited:
             self._tokens = min(float(self.burst), self._tokens + elapsed / self.interval)
 
-    @property
-    def tokens(self) -> float:
-        """Tokens available now (negative: that many slots already promised)."""
-        self._refill()
-        return self._tokens
-
     def reserve(self) -> float:
         """Take one token now; return how many seconds to wait before using it."""
         if self.unlimited:

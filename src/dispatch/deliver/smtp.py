@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import ipaddress
 import logging
 import re
 import ssl
@@ -54,6 +53,7 @@ from dispatch.deliver.channel import Outcome, OutcomeKind, Outgoing
 from dispatch.deliver.ratelimit import TokenBucket
 from dispatch.deliver.smtp_wire import install as _install_wire
 from dispatch.errors import Refused
+from dispatch.net import is_loopback
 
 if TYPE_CHECKING:
     from dispatch.config import Config
@@ -62,7 +62,6 @@ log = logging.getLogger(__name__)
 
 _install_wire()  # see smtp_wire: same bytes on the wire, a third less CPU
 
-SECURITY = ("none", "starttls", "tls")
 # A connection unused for longer than this is checked with NOOP before a message is
 # entrusted to it: servers drop idle connections, and a message must not be the probe.
 IDLE_PROBE_SECONDS = 10.0
@@ -103,15 +102,6 @@ def classify(code: int) -> OutcomeKind:
     if 500 <= code < 600 and code != 530:  # 530: authentication required, our problem
         return "permanent"
     return "temporary"
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def tls_context(*, ca_file: str | None = None, verify: bool = True) -> ssl.SSLContext:
@@ -162,7 +152,7 @@ class SmtpChannel:
         host: str,
         port: int,
         *,
-        security: str = "none",
+        security: str = "none",  # one of config.SECURITY_MODES, which load() enforces
         username: str = "",
         password: str = "",
         from_address: str = "",
@@ -176,8 +166,6 @@ class SmtpChannel:
         idle_probe_seconds: float = IDLE_PROBE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if security not in SECURITY:
-            raise Refused(f"[smtp] security = {security!r}: must be one of {', '.join(SECURITY)}")
         if concurrency < 1:
             raise Refused(f"[smtp] concurrency = {concurrency}: must be at least 1")
         if timeout_seconds <= 0:
@@ -211,7 +199,6 @@ class SmtpChannel:
         self._idle: asyncio.Queue[_Connection] = asyncio.Queue()
         for connection in self._connections:
             self._idle.put_nowait(connection)
-        self.connections_opened = 0  # over the channel's life; for logs and tests
 
     @classmethod
     def from_config(cls, config: Config, *, limiter: TokenBucket | None = None) -> SmtpChannel:
@@ -327,7 +314,6 @@ class SmtpChannel:
                 self._connect_failed(push, logging.WARNING, f"could not connect: {detail}")
             return False
         connection.last_used = self._clock()
-        self.connections_opened += 1
         push.opened += 1
         return True
 

@@ -34,15 +34,15 @@ import contextlib
 import logging
 import random
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from jinja2 import TemplateNotFound, TemplatesNotFound, TemplateSyntaxError
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from dispatch import clock, editorial, faults
-from dispatch.context import Context
 from dispatch.db.models import Reader
 from dispatch.db.session import transaction
 from dispatch.deliver import leases
@@ -52,6 +52,7 @@ from dispatch.health import Part
 from dispatch.lifecycle import finish_if_done
 from dispatch.render.pipeline import IssueRenderer, ReaderView
 from dispatch.render.templates import environment
+from dispatch.runtime import Runtime
 from dispatch.track.links import Links
 
 log = logging.getLogger(__name__)
@@ -62,15 +63,15 @@ __all__ = ["BatchResult", "ChannelFault", "Worker", "default_channels", "worker_
 ISSUE_WIDE = (TemplateNotFound, TemplatesNotFound, TemplateSyntaxError)
 
 
-def default_channels(ctx: Context) -> dict[str, Channel]:
+def default_channels(runtime: Runtime) -> dict[str, Channel]:
     """One channel for each the installation serves (dispatch.deliver.channel.configured).
     Rows of any other channel stay queued (never failed) until one is."""
     from dispatch.deliver.smtp import SmtpChannel
 
     builders = {"email": SmtpChannel.from_config}
-    if ctx.config.wecom.enabled:
+    if runtime.config.wecom.enabled:
         log.warning("WeChat Work is enabled in the config but not yet supported: rows stay queued")
-    return {name: builders[name](ctx.config) for name in configured(ctx.config)}
+    return {name: builders[name](runtime.config) for name in configured(runtime.config)}
 
 
 class ChannelFault(Exception):
@@ -88,17 +89,17 @@ class BatchResult:
 class Worker:
     def __init__(
         self,
-        ctx: Context,
+        runtime: Runtime,
         channels: dict[str, Channel] | None = None,
         *,
         name: str | None = None,
         health: Part | None = None,
     ):
-        self.ctx = ctx
-        self.channels = channels if channels is not None else default_channels(ctx)
+        self.runtime = runtime
+        self.channels = channels if channels is not None else default_channels(runtime)
         self.name = name or worker_name()
         self.health = health if health is not None else Part("worker")
-        cfg = ctx.config.delivery
+        cfg = runtime.config.delivery
         self.batch_size = cfg.batch_size
         self.lease_seconds = cfg.lease_seconds
         self.idle_seconds = cfg.idle_seconds
@@ -135,7 +136,7 @@ class Worker:
                         await asyncio.to_thread(self._expire_dead)
                         self._dead_expired = True
                     result = await self.run_batch()
-                except Exception as exc:  # noqa: BLE001 - the worker outlives its faults
+                except Exception as exc:  # the worker outlives its faults
                     failures += 1
                     pause = faults.pause_after(failures)
                     self._fault(exc, pause)
@@ -183,7 +184,7 @@ class Worker:
         try:
             await self.settle()
             released = await asyncio.to_thread(self._release, set(self._handed))
-        except Exception as exc:  # noqa: BLE001 - stopping anyway
+        except Exception as exc:  # stopping anyway
             log.warning(
                 "worker %s: stopping without the database (%s): %d outcomes not recorded, "
                 "%d deliveries held until their lease runs out",
@@ -196,7 +197,7 @@ class Worker:
         for channel in self.channels.values():
             try:
                 await channel.close()
-            except Exception:  # noqa: BLE001 - closing must not hide the real outcome
+            except Exception:  # closing must not hide the real outcome
                 log.exception("closing channel %s", channel.name)
         log.info("worker %s stopped after %d sent", self.name, self.sent)
 
@@ -264,7 +265,7 @@ class Worker:
         fault = None
         try:
             outcomes = await channel.push(outgoing)
-        except Exception as exc:  # noqa: BLE001 - a channel's bug must not stop delivery
+        except Exception as exc:  # a channel's bug must not stop delivery
             # Whether any went out is unknown: temporary, retried later with the same
             # Message-ID, like a dropped connection.
             fault = exc
@@ -291,7 +292,7 @@ class Worker:
         self._unfinished -= issues
         return issues, sent
 
-    def _forget(self, delivery_ids) -> None:  # noqa: ANN001 - any iterable of ids
+    def _forget(self, delivery_ids: Iterable[int]) -> None:
         for d in list(delivery_ids):
             self._inflight.pop(d, None)
             self._outcomes.pop(d, None)
@@ -311,7 +312,7 @@ class Worker:
                 continue
             try:
                 renewed = await asyncio.to_thread(self._renew, held)
-            except Exception as exc:  # noqa: BLE001 - try again; the lease still runs
+            except Exception as exc:  # try again; the lease still runs
                 failures += 1
                 if failures == 1:
                     log.warning("worker %s: renewing %d leases failed (%s); trying again",
@@ -330,25 +331,25 @@ class Worker:
     # -- in threads ------------------------------------------------------------------
 
     def _expire_dead(self) -> int:
-        with transaction(self.ctx.sessions) as session:
+        with transaction(self.runtime.sessions) as session:
             return leases.expire_dead(session, is_dead_here, clock.utcnow())
 
     def _claim(self) -> list[leases.Claimed]:
-        with transaction(self.ctx.sessions) as session:
+        with transaction(self.runtime.sessions) as session:
             return leases.claim(
                 session, self.name, self.batch_size, self.lease_seconds,
                 set(self.channels), clock.utcnow(),
             )
 
     def _renew(self, held: list[int]) -> int:
-        with transaction(self.ctx.sessions) as session:
+        with transaction(self.runtime.sessions) as session:
             return leases.renew(session, self.name, held, self.lease_seconds, clock.utcnow())
 
     def _render_batch(
         self, claimed: list[leases.Claimed]
     ) -> dict[str, tuple[list[Outgoing], list[Outcome]]]:
         broken: dict[int, str] = {}  # issue → why it can't be rendered for anyone
-        with self.ctx.sessions() as session:
+        with self.runtime.sessions() as session:
             readers = {
                 r.id: r
                 for r in session.scalars(
@@ -407,11 +408,11 @@ class Worker:
                         "`dispatch status`", self.name, ", ".join(sorted(unrendered)))
         return out
 
-    def _renderer(self, session, issue_id: int) -> IssueRenderer:  # noqa: ANN001
+    def _renderer(self, session: Session, issue_id: int) -> IssueRenderer:
         if self._env is None:
-            self._env = environment(self.ctx.config)
+            self._env = environment(self.runtime.config)
         issue = editorial.get_issue(session, issue_id)
-        return IssueRenderer.for_issue(issue, self._env, self.ctx.config)
+        return IssueRenderer.for_issue(issue, self._env, self.runtime.config)
 
     def _render(self, c: leases.Claimed, reader: ReaderView) -> Outgoing:
         renderer = self._renderers[c.issue_id]
@@ -430,7 +431,7 @@ class Worker:
 
     def _ack(self, outcomes: list[Outcome], claims: list[leases.Claimed]) -> set[int]:
         """Record outcomes in one transaction; the ids whose ack was accepted."""
-        with transaction(self.ctx.sessions) as session:
+        with transaction(self.runtime.sessions) as session:
             return leases.ack_many(
                 session, self.name,
                 [(o, c.attempts) for o, c in zip(outcomes, claims, strict=True)],
@@ -438,10 +439,10 @@ class Worker:
             )
 
     def _finish(self, issues: set[int]) -> None:
-        with transaction(self.ctx.sessions) as session:
+        with transaction(self.runtime.sessions) as session:
             for issue_id in sorted(issues):
                 finish_if_done(session, issue_id)
 
     def _release(self, keep: set[int]) -> int:
-        with transaction(self.ctx.sessions) as session:
+        with transaction(self.runtime.sessions) as session:
             return leases.release(session, self.name, keep)

@@ -9,8 +9,7 @@ row. Each row gets its own fresh token (dispatch.track.tokens), made in Python. 
 read in keyset-paginated chunks, so 100,000 readers never sit in memory at once.
 
 `fan_out` commits each chunk on its own (workers start on the first rows while the rest
-is planned) and marks the issue planned at the end; `plan_issue` does the same in the
-caller's one transaction.
+is planned) and marks the issue planned at the end.
 
 Every channel a reader chose is planned, configured here or not: a row for a channel no
 worker serves waits in 'queued' (never failed, never lost) until one does.
@@ -23,8 +22,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 
 from sqlalchemy import exists, func, select, text
@@ -46,15 +43,6 @@ ANALYZE_AFTER = 1000  # new rows
 ACTIVE = Reader.status == "active"
 
 
-def plan_issue(
-    session: Session, issue_id: int, *, now: datetime | None = None, chunk: int = CHUNK
-) -> dict[str, int]:
-    """Plan the whole outbox of one issue in the caller's transaction and mark it
-    planned; return how many new rows per channel (every channel present, 0 when
-    nothing new)."""
-    return _plan(lambda: nullcontext(session), issue_id, now or utcnow(), chunk)
-
-
 def fan_out(
     sessions: sessionmaker[Session],
     issue_id: int,
@@ -65,24 +53,19 @@ def fan_out(
     """Plan the outbox of a claimed issue one chunk of readers per transaction, so the
     workers start on the first rows while the rest is planned; mark it planned at the
     end. Safe to run again after a crash, or twice at once: it adds only what is
-    missing."""
-    return _plan(lambda: transaction(sessions), issue_id, now or utcnow(), chunk)
-
-
-def _plan(
-    unit: Callable[[], AbstractContextManager[Session]], issue_id: int, now: datetime, chunk: int
-) -> dict[str, int]:
-    """Plan chunk after chunk, each in a `unit` of work, then mark the issue planned."""
+    missing. Returns how many new rows per channel (every channel present, 0 when
+    nothing new)."""
+    now = now or utcnow()
     planned: Counter[str] = Counter({c: 0 for c in CHANNELS})
     after: int | None = 0
     while after is not None:
         first = after == 0
-        with unit() as session:
+        with transaction(sessions) as session:
             counts, after = _plan_chunk(session, issue_id, now, after, chunk)
             if first and after is not None:
                 _analyze(session)  # more to come, and workers may claim from now on
         planned.update(counts)
-    with unit() as session:
+    with transaction(sessions) as session:
         mark_planned(session, issue_id)
         result = dict(planned)
         if sum(result.values()) >= ANALYZE_AFTER:

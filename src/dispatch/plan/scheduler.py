@@ -19,9 +19,9 @@ from datetime import timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from dispatch import clock, faults
-from dispatch.context import Context
 from dispatch.health import Part
 from dispatch.plan.reconcile import reconcile
+from dispatch.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +33,16 @@ class SchedulerStopped(RuntimeError):
 class Reconciler:
     def __init__(
         self,
-        ctx: Context,
+        runtime: Runtime,
         on_planned: Callable[[], None] | None = None,
         health: Part | None = None,
     ):
-        self.ctx = ctx
+        self.runtime = runtime
         self.on_planned = on_planned
-        self.tick_seconds = ctx.config.schedule.tick_seconds
+        self.tick_seconds = runtime.config.schedule.tick_seconds
         # Silent for three ticks: the scheduler is reported down.
         self.health = health if health is not None else Part("scheduler", 3 * self.tick_seconds)
-        self.max_lateness = timedelta(hours=ctx.config.schedule.max_lateness_hours)
+        self.max_lateness = timedelta(hours=runtime.config.schedule.max_lateness_hours)
         self._told_overdue: set[int] = set()
         self.scheduler = AsyncIOScheduler(timezone=clock.LOCAL_TZ)
 
@@ -77,8 +77,8 @@ class Reconciler:
 
     async def tick(self) -> None:
         try:
-            result = await asyncio.to_thread(reconcile, self.ctx.sessions, self.max_lateness)
-        except Exception as exc:  # noqa: BLE001 - the next tick tries again
+            result = await asyncio.to_thread(reconcile, self.runtime.sessions, self.max_lateness)
+        except Exception as exc:  # the next tick tries again
             if faults.is_transient(exc):
                 log.warning("scheduler: tick failed (%s); trying again next tick",
                             faults.describe(exc))

@@ -18,7 +18,7 @@ from jinja2 import Environment
 from premailer import Premailer
 
 from dispatch.render import slots
-from dispatch.render.digest import Digest
+from dispatch.render.views import Digest
 from dispatch.track.links import Links
 
 HTML_TEMPLATE = "email.html.j2"
@@ -56,7 +56,7 @@ def tidy_text(text: str) -> str:
     return _BLANK_RUNS.sub("\n\n", "\n".join(lines)) + "\n"
 
 
-def context(
+def template_vars(
     digest: Digest,
     links: Links,
     subject: str,
@@ -98,7 +98,7 @@ def _check_inlined(before: str, after: str) -> None:
 
 
 def render_html(env: Environment, digest: Digest, links: Links, subject: str) -> str:
-    raw = env.get_template(HTML_TEMPLATE).render(context(digest, links, subject))
+    raw = env.get_template(HTML_TEMPLATE).render(template_vars(digest, links, subject))
     check_slots(raw, HTML_TEMPLATE)
     html = inline_css(raw)
     _check_inlined(raw, html)
@@ -106,7 +106,7 @@ def render_html(env: Environment, digest: Digest, links: Links, subject: str) ->
 
 
 def render_text(env: Environment, digest: Digest, links: Links, subject: str) -> str:
-    text = tidy_text(env.get_template(TEXT_TEMPLATE).render(context(digest, links, subject)))
+    text = tidy_text(env.get_template(TEXT_TEMPLATE).render(template_vars(digest, links, subject)))
     check_slots(text, TEXT_TEMPLATE)
     return text
 

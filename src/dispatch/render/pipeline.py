@@ -9,21 +9,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+from jinja2 import Environment
 
 from dispatch.render import email as email_render
 from dispatch.render import slots, wecom
-from dispatch.render.digest import (
+from dispatch.render.message import MessageTemplate
+from dispatch.render.personal import greeting
+from dispatch.render.selection import Selection, articles_for
+from dispatch.render.views import (
     Digest,
     IssueView,
     article_views,
-    digest,
+    build_digest,
     interests_words,
     tags_of,
 )
-from dispatch.render.message import MessageTemplate
-from dispatch.render.personal import greeting
-from dispatch.render.select import Selection, select
 from dispatch.track.links import Links
+
+if TYPE_CHECKING:
+    from dispatch.config import Config
+    from dispatch.db.models import Issue, Reader
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,7 @@ class ReaderView:
     industries: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, reader) -> ReaderView:  # noqa: ANN001 - dispatch.db.models.Reader
+    def of(cls, reader: Reader) -> ReaderView:
         return cls(
             id=reader.id,
             name=reader.name,
@@ -72,7 +79,7 @@ class IssueRenderer:
     """Renders one issue; keeps each variant it has built."""
 
     view: IssueView
-    env: object  # jinja2.Environment from dispatch.render.templates
+    env: Environment  # from dispatch.render.templates
     base_url: str
     reply_domain: str
     from_addr: str
@@ -84,8 +91,8 @@ class IssueRenderer:
     _selections: dict[tuple[bool, frozenset[str]], Selection] = field(default_factory=dict)
 
     @classmethod
-    def for_issue(cls, issue, env, config) -> IssueRenderer:  # noqa: ANN001
-        """issue: a loaded ORM Issue; config: dispatch.config.Config."""
+    def for_issue(cls, issue: Issue, env: Environment, config: Config) -> IssueRenderer:
+        """`issue` with its sections and articles loaded."""
         return cls(
             article_views(issue),
             env,
@@ -111,12 +118,12 @@ class IssueRenderer:
         key = (reader.follows_all, reader.industries)
         sel = self._selections.get(key)
         if sel is None:
-            sel = select(tags_of(self.view), reader.follows_all, reader.industries)
+            sel = articles_for(tags_of(self.view), reader.follows_all, reader.industries)
             self._selections[key] = sel
         return sel
 
     def digest_for(self, reader: ReaderView) -> Digest:
-        return digest(self.view, self.selection(reader), reader.follows_all, reader.industries)
+        return build_digest(self.view, self.selection(reader), reader.follows_all, reader.industries)
 
     def _variant_key(self, reader: ReaderView) -> tuple:
         # The selection fixes the articles and their order; the interests, the words
@@ -130,7 +137,7 @@ class IssueRenderer:
         sel = key = self.selection(reader)
         variant = self._email.get(key)
         if variant is None:
-            d = digest(self.view, sel, reader.follows_all, reader.industries)
+            d = build_digest(self.view, sel, reader.follows_all, reader.industries)
             html, text = email_render.render_bodies(self.env, d, self.variant_links(), self.subject)
             message = MessageTemplate.build(
                 subject=self.subject,

@@ -1,20 +1,24 @@
 """The Jinja2 environment every template (email, web pages) is rendered with.
 
 Templates live in the configured folder (config.paths.templates), so staff can change
-the look without touching code. HTML templates (*.html.j2) are autoescaped; text and
-Markdown ones (*.txt.j2, *.md.j2) are not. A misspelt variable is an error
+the look without touching code. HTML templates (*.html.j2) are autoescaped; text ones
+(*.txt.j2) are not. A misspelt variable is an error
 (StrictUndefined), never an empty string in front of a reader.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from dispatch.render.digest import BULLETIN, INSTITUTE
+from dispatch.clock import cn_date
+from dispatch.masthead import BULLETIN, INSTITUTE
+
+if TYPE_CHECKING:
+    from dispatch.config import Config
 
 # Extensions (without the leading dot) whose templates are autoescaped.
 HTML_EXTENSIONS = ("html.j2", "html", "htm")
@@ -22,13 +26,6 @@ HTML_EXTENSIONS = ("html.j2", "html", "htm")
 
 def _autoescape(name: str | None) -> bool:
     return name is not None and name.lower().endswith(tuple("." + e for e in HTML_EXTENSIONS))
-
-
-def cn_date(value: date | datetime | None) -> str:
-    """2024年5月6日; '' for None."""
-    if value is None:
-        return ""
-    return f"{value.year}年{value.month}月{value.day}日"
 
 
 def join_cn(values: Iterable[str], sep: str = "、") -> str:
@@ -64,6 +61,6 @@ def make_environment(templates_dir: str | Path) -> Environment:
     return env
 
 
-def environment(config) -> Environment:  # noqa: ANN001 - dispatch.config.Config
+def environment(config: Config) -> Environment:
     """The environment on the operator's templates folder."""
     return make_environment(config.path(config.paths.templates))

@@ -30,10 +30,11 @@ import html
 import json
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
+from dispatch.masthead import BULLETIN
 from dispatch.render import slots
-from dispatch.render.digest import BULLETIN, ArticleView, Digest, IssueView
+from dispatch.render.views import ArticleView, Digest, IssueView
 from dispatch.track.links import Links
 from dispatch.track.tokens import TOKEN_LENGTH, is_token
 
@@ -428,9 +429,6 @@ class WecomVariant:
         rest = self.spliced.fill(values)
         return '{"touser": ' + json.dumps(touser, ensure_ascii=False) + ", " + rest[1:]
 
-    def fill(self, *, touser: str, token: str, greeting: str = "") -> dict:
-        return json.loads(self.fill_json(touser=touser, token=token, greeting=greeting))
-
 
 def render_variant(digest: Digest, links: Links, *, msgtype: str, agentid: int) -> WecomVariant:
     """Lay the digest out once for every reader of the variant.
@@ -453,19 +451,3 @@ def render_variant(digest: Digest, links: Links, *, msgtype: str, agentid: int) 
         "duplicate_check_interval": DUPLICATE_CHECK_INTERVAL,
     }
     return WecomVariant(msgtype, slots.splice(json.dumps(body, ensure_ascii=False)))
-
-
-def wecom_body(
-    digest: Digest, links: Links, *, msgtype: str, touser: str, agentid: int, greeting: str = ""
-) -> dict:
-    """The JSON body of message/send for one reader (`links` carries the reader's token).
-
-    The same path as delivery (variant, then fill); for preview and tests.
-    """
-    variant = render_variant(digest, replace(links, token=slots.TOKEN), msgtype=msgtype, agentid=agentid)
-    return variant.fill(touser=touser, token=links.token, greeting=greeting)
-
-
-def to_json(body: dict) -> str:
-    """The canonical text of a body (what `dispatch preview --format wecom` prints)."""
-    return json.dumps(body, ensure_ascii=False)

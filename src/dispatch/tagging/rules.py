@@ -84,12 +84,6 @@ class Rules:
     def __post_init__(self) -> None:
         object.__setattr__(self, "trie", _build_trie(self))
 
-    def keywords_of(self, code: str) -> dict[str, float]:
-        for rule in self.industries:
-            if rule.code == code:
-                return {k.text: k.weight for k in rule.keywords}
-        return {}
-
 
 def normalize(text: str) -> str:
     """The form both keywords and article text are matched in: NFKC (full-width

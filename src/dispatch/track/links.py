@@ -17,7 +17,7 @@ class Links:
         return self.base_url.rstrip("/") + path
 
     def click(self, n: int) -> str:
-        """The n-th link of the issue (see issue_links); redirects after recording."""
+        """The issue's n-th link (ArticleView.n); the web app redirects it to that article."""
         return self._url(f"/c/{self.token}/{n}")
 
     def web_view(self) -> str:

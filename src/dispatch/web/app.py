@@ -8,7 +8,7 @@
 
 Endpoints are plain functions: Starlette runs them in its thread pool, where they use
 the synchronous sessions of dispatch.db. A token is looked up in the deliveries table;
-every target comes from the stored issue (digest.link_targets), never from the request.
+every target comes from the stored issue (render.views.link_targets), never from the request.
 Pages are server-rendered from templates/ and carry no JavaScript.
 
 Recording what readers do (web reads, clicks) belongs to the track stage: it passes
@@ -36,8 +36,9 @@ from dispatch.editorial import get_issue
 from dispatch.faults import describe
 from dispatch.health import Health
 from dispatch.render import templates
-from dispatch.render.digest import Digest, link_targets
 from dispatch.render.pipeline import IssueRenderer, ReaderView
+from dispatch.render.views import Digest, link_targets
+from dispatch.runtime import Runtime
 from dispatch.track.links import Links
 from dispatch.track.tokens import is_token
 from dispatch.web import pages
@@ -89,10 +90,10 @@ def _html(body: str, status: int = 200) -> HTMLResponse:
 
 class ReaderPages:
     def __init__(
-        self, context, env: Environment, on_event: EventHook | None,  # noqa: ANN001
+        self, runtime: Runtime, env: Environment, on_event: EventHook | None,
         health: Health | None = None,
     ):
-        self.context = context
+        self.runtime = runtime
         self.env = env
         self.on_event = on_event
         self.health = health
@@ -104,7 +105,7 @@ class ReaderPages:
         token = token.lower()
         if not is_token(token):
             return None
-        with self.context.sessions() as session:
+        with self.runtime.sessions() as session:
             delivery = session.scalar(select(Delivery).where(Delivery.token == token))
             if delivery is None:
                 return None
@@ -118,7 +119,7 @@ class ReaderPages:
             issue = get_issue(session, delivery.issue_id)
             # The same path as the worker and `dispatch preview`: the page shows the
             # digest the reader's message was made from.
-            renderer = IssueRenderer.for_issue(issue, self.env, self.context.config)
+            renderer = IssueRenderer.for_issue(issue, self.env, self.runtime.config)
             return Opened(
                 delivery.id, renderer.digest_for(ReaderView.of(reader)), renderer.links(token)
             )
@@ -147,7 +148,7 @@ class ReaderPages:
         )
         try:
             self.on_event(event)
-        except Exception:  # noqa: BLE001 - a failed record must not cost the reader the page
+        except Exception:  # a failed record must not cost the reader the page
             log.exception("recording %s of delivery %s failed", kind, opened.delivery_id)
 
     # -- endpoints (plain def: run in the thread pool) -------------------------------
@@ -185,10 +186,10 @@ class ReaderPages:
         lines: list[str] = []
         down: list[str] = []
         try:
-            with self.context.engine.connect() as conn:
+            with self.runtime.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
             lines.append("database: ok")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             lines.append(f"database: unavailable: {describe(exc)}")
             down.append("database")
         for name, part in (self.health.parts.items() if self.health else ()):
@@ -217,11 +218,11 @@ class ReaderPages:
 
 
 def create_app(
-    context, *, on_event: EventHook | None = None, health: Health | None = None  # noqa: ANN001
+    runtime: Runtime, *, on_event: EventHook | None = None, health: Health | None = None
 ) -> Starlette:
-    """The reader web app on a dispatch.context.Context; `health`: the parts /healthz
+    """The reader web app on a dispatch.runtime.Runtime; `health`: the parts /healthz
     reports on besides the database (`dispatch run`'s scheduler and worker)."""
-    reader_pages = ReaderPages(context, templates.environment(context.config), on_event, health)
+    reader_pages = ReaderPages(runtime, templates.environment(runtime.config), on_event, health)
     routes = [
         Route("/w/{token}", reader_pages.issue, methods=["GET"]),
         Route("/w/{token}/a/{article_id:int}", reader_pages.article, methods=["GET"]),

@@ -1,7 +1,6 @@
 """The reader's web pages as HTML strings: pure functions of the views, no HTTP, no DB.
 
-The web app (web.app) looks the delivery up and calls these; tests and previews can
-call them directly.
+The web app (web.app) looks the delivery up and calls these; tests call them directly.
 """
 
 from __future__ import annotations
@@ -10,8 +9,9 @@ from dataclasses import dataclass
 
 from jinja2 import Environment
 
-from dispatch.render.digest import BULLETIN, ArticleView, Digest
-from dispatch.render.select import GENERAL_SCORE
+from dispatch.masthead import BULLETIN
+from dispatch.render.selection import GENERAL_SCORE
+from dispatch.render.views import Digest
 from dispatch.track.links import Links
 
 ISSUE_TEMPLATE = "web_issue.html.j2"
@@ -62,10 +62,6 @@ def issue_page(env: Environment, digest: Digest, links: Links) -> str:
         page_title=_issue_title(digest),
         recommended_ids=_recommended_ids(digest),
     )
-
-
-def find_article(digest: Digest, article_id: int) -> ArticleView | None:
-    return next((a for a in digest.issue.articles if a.id == article_id), None)
 
 
 def article_page(env: Environment, digest: Digest, links: Links, article_id: int) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -11,9 +12,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from dispatch.config import Config
 from dispatch.db.session import make_engine, migrate, session_factory
 
+if TYPE_CHECKING:
+    from dispatch.tagging.rules import Rules
+
 
 @dataclass
-class Context:
+class Runtime:
     config: Config
 
     @cached_property
@@ -30,7 +34,7 @@ class Context:
         return session_factory(self.engine)
 
     @cached_property
-    def rules(self):  # -> dispatch.tagging.rules.Rules
+    def rules(self) -> Rules:
         from dispatch.tagging.rules import load_rules
 
         return load_rules(self.config.path(self.config.tagging.rules))

@@ -5,17 +5,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
-from dispatch.clock import to_local
+from dispatch.clock import cn_date, to_local
 from dispatch.industries import TAG_CODES, describe, name_of
-from dispatch.render.select import ArticleTags, Selection, relevance
+from dispatch.render.selection import ArticleTags, Selection, relevance
+
+if TYPE_CHECKING:
+    from dispatch.db.models import Issue
 
 LEAD_CHARS = 150
 # Sentence ends where a lead may be cut (closing quotes stay with their sentence).
 _SENTENCE_END = re.compile(r"[。！？!?；;…]+[”’」』）)]*")
-
-BULLETIN = "许昌竞争情报快递"
-INSTITUTE = "许昌市科学技术情报研究所"
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class IssueView:
 
     @property
     def date_text(self) -> str:
-        return f"{self.date.year}年{self.date.month}月{self.date.day}日" if self.date else ""
+        return cn_date(self.date)
 
     @property
     def articles(self) -> tuple[ArticleView, ...]:
@@ -115,7 +116,8 @@ def lead(paragraphs: tuple[str, ...] | list[str], limit: int = LEAD_CHARS) -> st
     return text[:limit].rstrip("，、；：,;: ") + "……"
 
 
-def article_views(issue) -> IssueView:  # noqa: ANN001 - an ORM Issue with its sections loaded
+def article_views(issue: Issue) -> IssueView:
+    """The view of `issue`, its sections, articles and their tags loaded."""
     sections = []
     n = 0
     for s in issue.sections:
@@ -153,7 +155,9 @@ def tags_of(view: IssueView) -> list[ArticleTags]:
     return [ArticleTags(a.id, a.kind, a.industries, a.weights) for a in view.articles]
 
 
-def digest(view: IssueView, selection: Selection, follows_all: bool, follows: frozenset[str]) -> Digest:
+def build_digest(
+    view: IssueView, selection: Selection, follows_all: bool, follows: frozenset[str]
+) -> Digest:
     by_id = {a.id: a for a in view.articles}
 
     def scored(i: int) -> ArticleView:

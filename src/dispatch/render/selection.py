@@ -50,7 +50,7 @@ def relevance(
     return GENERAL_SCORE if GENERAL in industries else 0.0
 
 
-def select(articles: list[ArticleTags], follows_all: bool, follows: frozenset[str]) -> Selection:
+def articles_for(articles: list[ArticleTags], follows_all: bool, follows: frozenset[str]) -> Selection:
     """Articles in the issue's order in; the reader's digest out.
 
     Readers following 全部 get the whole issue in its own order. Others get the
