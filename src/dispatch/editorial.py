@@ -163,7 +163,8 @@ def tag_view(article: Article) -> TagView:
 
 
 def issue_json(issue: Issue) -> dict:
-    """The stable JSON of DESIGN.md: id and sections → articles → industries."""
+    """The stable JSON of `issues ingest --json` (other tools rely on it): id and
+    sections → articles → industries; more keys may be added, none removed."""
     return {
         "id": issue.id,
         "title": issue.title,
