@@ -391,3 +391,36 @@ def test_a_part_that_ends_unexpectedly_is_restarted_with_a_pause(caplog):
     assert re.fullmatch(r"scheduler ended unexpectedly \(it returned\); restarting it in \d+\.\ds",
                         errors[1]), errors
     assert part.reason == "restarting after: it returned"
+
+
+# -- started before its database -----------------------------------------------------------
+
+
+@pytest.mark.pg
+@pytest.mark.slow
+def test_run_started_before_postgresql_waits_for_it_then_delivers(tmp_path, mail):
+    n = 20
+    with PrivatePostgres() as pg, site(tmp_path, pg.url, mail) as s:
+        s.import_readers(email_readers(n))
+        issue = s.final_issue()
+        pg.stop()  # a reboot where dispatch comes up first
+
+        run = s.start("run", "run")
+        wait_for(lambda: run.log().count("database not available yet") >= 2,
+                 "the service saying it waits for the database", 60, watch=[run])
+        assert run.proc.poll() is None
+        pg.start()
+        wait_for(lambda: health(s)[0] == 200, "/healthz 200 once the database is up", 60,
+                 watch=[run])
+        wait_for(lambda: s.email_pending() == 0 and len(by_recipient(mail)) == n,
+                 "every reader served", 60, watch=[run])
+        assert run.stop() == 0, run.log()
+        assert "@example.com" not in run.log()
+        assert s.status(issue)["counts"]["email"]["sent"] == n
+
+        # A fault that waiting won't mend is refused at once, in one line.
+        s.env["DISPATCH_DATABASE_URL"] = pg.url.rsplit("/", 1)[0] + "/no_such_database"
+        done = s.run("run")
+        assert done.returncode == 1, done.stderr
+        assert "不存在" in done.stderr and "Traceback" not in done.stderr
+    assert all(len(copies) == 1 for copies in by_recipient(mail).values())

@@ -26,7 +26,11 @@ class Runtime:
             self.config.database_url, busy_timeout=self.config.database.busy_timeout_seconds
         )
         # Migrating on open keeps `pip install -U` + restart a one-step upgrade.
-        migrate(engine)
+        try:
+            migrate(engine)
+        except BaseException:
+            engine.dispose()  # not cached: the next try makes a new one
+            raise
         return engine
 
     @cached_property

@@ -109,6 +109,30 @@ async def _started(server: uvicorn.Server, task: asyncio.Task) -> bool:
     return server.started and not task.done()
 
 
+async def _open_database(runtime: Runtime, stop: asyncio.Event) -> bool:
+    """Open and migrate the database before anything starts. A database that is not
+    there *yet* (a PostgreSQL server still starting after a reboot, an SQLite file locked
+    for a moment) is waited for, logging each try, so the service comes up with it instead
+    of exiting; a fault that waiting won't mend (no such database, a refused login, a bad
+    URL) is raised at once, for the CLI's one-line message. False: stopped while waiting."""
+    from dispatch.db.errors import will_pass
+
+    failures = 0
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(lambda: runtime.engine)
+            return True
+        except Exception as exc:
+            if not will_pass(exc):
+                raise
+            failures += 1
+            pause = faults.pause_after(failures)
+            log.warning("database not available yet (%s); trying again in %.1fs",
+                        faults.describe(exc), pause)
+            await faults.sleep_unless(stop, pause)
+    return False
+
+
 async def serve(
     runtime: Runtime, *, web: bool = True, scheduler: bool = True, worker: bool = True
 ) -> None:
@@ -120,7 +144,8 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    runtime.engine  # noqa: B018 - open and migrate before anything starts
+    if not await _open_database(runtime, stop):
+        return  # stopped by a signal while waiting for the database
     health = Health()  # its parts exist before /healthz can be asked
     worker_part = health.part("worker") if worker else None
     scheduler_part = (

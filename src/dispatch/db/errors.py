@@ -45,6 +45,23 @@ def describe(exc: BaseException, url: str, *, busy_timeout: float) -> str | None
     return None
 
 
+def will_pass(exc: BaseException) -> bool:
+    """True when the fault behind `exc` goes away by itself: a PostgreSQL server not
+    answering yet (or restarting), an SQLite file another process holds locked. Not a
+    missing database, a refused login or a bad URL: waiting won't mend those."""
+    for cause in _chain(exc):
+        if isinstance(cause, sqlite3.OperationalError):
+            name = getattr(cause, "sqlite_errorname", "") or ""
+            return name.removeprefix("SQLITE_").split("_")[0] in ("BUSY", "LOCKED")
+        if _is_psycopg_operational(cause):
+            sqlstate = getattr(cause, "sqlstate", None)
+            if sqlstate is not None:
+                return sqlstate in _PG_GONE_SQLSTATES
+            text = str(cause).lower()
+            return any(words in text for words, _ in _PG_UNREACHABLE)
+    return False
+
+
 def masked(url: str) -> str:
     """The URL as it may be shown: the password replaced by ***."""
     try:
