@@ -39,6 +39,8 @@ class SaveToFolder:
             f"X-Catcher-Mail-From: {envelope.mail_from}\r\n"
             f"X-Catcher-Rcpt-To: {', '.join(envelope.rcpt_tos)}\r\n"
         ).encode()
+        # aiosmtpd fills it in before calling handle_DATA (None only before DATA).
+        assert envelope.original_content is not None
         tmp = name.with_suffix(".part")
         try:
             tmp.write_bytes(head + envelope.original_content)

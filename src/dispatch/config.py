@@ -172,7 +172,7 @@ def user_instance_dir(env: Mapping[str, str]) -> Path:
     return root / "dispatch"
 
 
-def _key_name(f: dataclasses.Field) -> str:
+def _key_name(f: dataclasses.Field[Any]) -> str:
     return f.name.rstrip("_")  # `from_` is `from` in the file
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypedDict
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
@@ -162,7 +163,35 @@ def tag_view(article: Article) -> TagView:
     return TagView(article.industries, article.overridden, article.tag_codes("auto"))
 
 
-def issue_json(issue: Issue) -> dict:
+class ArticleJson(TypedDict):
+    id: int
+    title: str
+    kind: str
+    industries: list[str]
+    industry_names: list[str]
+    overridden: bool
+    auto_industries: list[str]
+    source: str | None
+    paragraphs: int
+    subheadings: list[str]
+
+
+class SectionJson(TypedDict):
+    title: str
+    articles: list[ArticleJson]
+
+
+class IssueJson(TypedDict):
+    id: int
+    title: str
+    number: str | None
+    status: str
+    publish_at: str | None
+    source_format: str
+    sections: list[SectionJson]
+
+
+def issue_json(issue: Issue) -> IssueJson:
     """The stable JSON of `issues ingest --json` (other tools rely on it): id and
     sections → articles → industries; more keys may be added, none removed."""
     return {

@@ -40,14 +40,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Row, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from dispatch.clock import show, utcnow
 from dispatch.db.models import Delivery, Issue
-from dispatch.db.session import is_postgres
+from dispatch.db.session import is_postgres, rowcount
 from dispatch.errors import Refused
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,11 @@ log = logging.getLogger(__name__)
 PENDING_STATES = ("queued", "sending", "retry")
 
 
-def lock_issue(session: Session, issue_id: int) -> Row[Any] | None:
+# lock_issue's row: (id, status, publish_at, fanned_out_at).
+IssueState = Row[int, str, datetime | None, datetime | None]
+
+
+def lock_issue(session: Session, issue_id: int) -> IssueState | None:
     """The issue's status, publication and fan-out times, its row locked until commit on
     PostgreSQL (SQLite has one writer: the later UPDATE is the lock); None if no such issue."""
     stmt = select(Issue.id, Issue.status, Issue.publish_at, Issue.fanned_out_at).where(
@@ -79,7 +82,7 @@ def finalize(session: Session, issue: Issue, publish_at: datetime, now: datetime
         # The caller's Issue object is updated too: it shows what was written.
         .execution_options(synchronize_session="evaluate")
     )
-    if result.rowcount != 1:
+    if rowcount(result) != 1:
         raise Refused(f"期刊 {issue.id} 已不是草稿：刚在别处定稿或删除")
 
 
@@ -148,7 +151,7 @@ def claim_for_send(session: Session, issue_id: int, now: datetime | None = None)
         )
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:  # SQLite reads without a lock: it changed in between
+    if rowcount(result) != 1:  # SQLite reads without a lock: it changed in between
         raise Refused(f"issue {issue_id} was taken back to draft or deleted meanwhile")
     if before == "finalized" and issue.publish_at is not None:
         log.info("issue %s sent by hand (publication time %s)", issue_id, show(issue.publish_at))
@@ -194,7 +197,7 @@ def finish_if_done(session: Session, issue_id: int) -> bool:
         .values(status="sent")
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if rowcount(result) != 1:
         return False
     log.info("issue %s sent", issue_id)
     return True

@@ -25,6 +25,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import PurePosixPath
+from typing import NoReturn
 from xml.parsers import expat
 
 from dispatch.limits import ZipLimits, size_text
@@ -195,7 +196,7 @@ def _stop(name: str, attrs: dict[str, str]) -> None:
 def _refusing_dtd(what: str, name: str) -> Iterator[expat.XMLParserType]:
     parser = expat.ParserCreate(namespace_separator=" ")
 
-    def forbid(*_: object) -> None:
+    def forbid(*_: object) -> NoReturn:
         raise PackageRefused(
             f"{what}中的 {name} 含有 DOCTYPE 或实体声明（正常的 Office 文件没有）：可能是恶意构造的文件"
         )

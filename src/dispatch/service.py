@@ -103,7 +103,7 @@ async def supervise(
         await faults.sleep_unless(stop, pause)
 
 
-async def _started(server: uvicorn.Server, task: asyncio.Task) -> bool:
+async def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> bool:
     while not server.started and not task.done():
         await asyncio.sleep(0.05)
     return server.started and not task.done()
@@ -152,7 +152,7 @@ async def serve(
         health.part("scheduler", max_silence=3 * runtime.config.schedule.tick_seconds)
         if scheduler else None
     )
-    tasks: list[asyncio.Task] = []
+    tasks: list[asyncio.Task[None]] = []
     if web:
         from dispatch.web.app import create_app
 

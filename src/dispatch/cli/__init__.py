@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 import traceback
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,12 +21,15 @@ from dispatch.instance import check as check_instance
 from dispatch.masthead import BULLETIN
 from dispatch.runtime import Runtime
 
+if TYPE_CHECKING:
+    from typer._click import Context as ClickContext  # typer bundles click, unexported
+
 
 class _Group(TyperGroup):
     """Turns refusals and database faults into one line on stderr and exit code 1, for
     every command; `-v` prints the traceback of a database fault before its line."""
 
-    def invoke(self, ctx):  # typer's bundled click Context
+    def invoke(self, ctx: ClickContext) -> Any:
         try:
             return super().invoke(ctx)
         except Refused as exc:
@@ -83,7 +86,8 @@ def _root(
 
 
 def runtime_of(ctx: typer.Context) -> Runtime:
-    return ctx.find_root().obj
+    runtime: Runtime = ctx.find_root().obj  # set by _root before any such command runs
+    return runtime
 
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON")]

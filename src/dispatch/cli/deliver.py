@@ -7,7 +7,7 @@ import logging
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -38,13 +38,13 @@ def _service_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _status_data(runtime: Runtime, issue_id: int) -> dict:
+def _status_data(runtime: Runtime, issue_id: int) -> dict[str, Any]:
     lateness = timedelta(hours=runtime.config.schedule.max_lateness_hours)
     with transaction(runtime.sessions) as session:
         return report.issue_status(session, issue_id, clock.utcnow(), lateness)
 
 
-def _print_status(data: dict, configured: set[str]) -> None:
+def _print_status(data: dict[str, Any], configured: set[str]) -> None:
     head = f"issue {data['issue']}: {ISSUE_WORDS[data['status']]}"
     if data["publish_at"]:
         head += f", publication {data['publish_at']} (Asia/Shanghai)"
@@ -150,7 +150,7 @@ def _dry_run(runtime: Runtime, issue_id: int, as_json: bool) -> None:
     from dispatch.render.pipeline import IssueRenderer, ReaderView
     from dispatch.render.templates import environment
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     with runtime.sessions() as session:
         issue = editorial.get_issue(session, issue_id)
         renderer = IssueRenderer.for_issue(issue, environment(runtime.config), runtime.config)
@@ -178,7 +178,7 @@ def _dry_run(runtime: Runtime, issue_id: int, as_json: bool) -> None:
 
 def _send_test_copy(runtime: Runtime, issue_id: int, to: str, recipient: str | None) -> None:
     from dispatch.cli.preview import PREVIEW_TOKEN
-    from dispatch.deliver.channel import Outgoing
+    from dispatch.deliver.channel import Outcome, Outgoing
     from dispatch.deliver.smtp import SmtpChannel
     from dispatch.readers.apply import find_reader
     from dispatch.readers.validate import normalize_email
@@ -201,7 +201,7 @@ def _send_test_copy(runtime: Runtime, issue_id: int, to: str, recipient: str | N
     payload = renderer.email_message(view, PREVIEW_TOKEN)
     sender = renderer.links(PREVIEW_TOKEN).envelope_sender
 
-    async def go():
+    async def go() -> list[Outcome]:
         channel = SmtpChannel.from_config(runtime.config)
         try:
             return await channel.push([Outgoing(0, address, payload, sender)])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -79,7 +79,7 @@ def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     runtime = runtime_of(ctx)
     with transaction(runtime.sessions) as session:
         issues = editorial.list_issues(session)
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "id": i.id,
                 "title": i.title,

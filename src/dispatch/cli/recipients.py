@@ -17,7 +17,7 @@ from dispatch.db.models import Reader
 from dispatch.db.session import transaction
 from dispatch.errors import Refused
 from dispatch.industries import describe
-from dispatch.readers import COLUMNS, ImportReport, channel_words, status_word
+from dispatch.readers import COLUMNS, ImportReport, ReaderRecord, channel_words, status_word
 from dispatch.readers.apply import (
     RecordRefused,
     add_reader,
@@ -263,12 +263,12 @@ def _fields(
             "channels": channels}
 
 
-def _record(values: dict[str, str | None], *, need_identity: bool):
+def _record(values: dict[str, str | None], *, need_identity: bool) -> ReaderRecord:
     record, errors = build_record(
         {f: v for f, v in values.items() if v is not None},
         file="command line", row=None, labels=FIELD_LABELS, need_identity=need_identity,
     )
-    if errors:
+    if record is None:  # then there are errors
         raise RecordRefused(errors)
     return record
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import TypedDict
 
 from sqlalchemy import (
     JSON,
@@ -32,6 +33,13 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+class StoredBlock(TypedDict):
+    """One block of an article's body, as Article.blocks stores it (JSON)."""
+
+    kind: str  # "paragraph" | "subheading"
+    text: str
 
 
 class Base(DeclarativeBase):
@@ -105,8 +113,7 @@ class Article(Base):
     position: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(10), default="article")
     title: Mapped[str] = mapped_column(String(300))
-    # [{"kind": "paragraph"|"subheading", "text": "..."}], in order.
-    blocks: Mapped[list[dict]] = mapped_column(JSON, default=list)
+    blocks: Mapped[list[StoredBlock]] = mapped_column(JSON, default=list)  # in order
     source: Mapped[str | None] = mapped_column(String(300))
 
     section: Mapped[Section] = relationship(back_populates="articles")

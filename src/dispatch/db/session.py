@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import CursorResult, Result, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -91,6 +92,13 @@ def migrate(engine: Engine) -> bool:
 def is_postgres(session: Session) -> bool:
     """Whether the session talks to PostgreSQL (else SQLite): where the two need different SQL."""
     return session.get_bind().dialect.name == "postgresql"
+
+
+def rowcount(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE run through Session.execute matched."""
+    # Session.execute is typed to return a Result; for an UPDATE or DELETE it is a
+    # CursorResult, the class that has rowcount.
+    return cast(CursorResult[Any], result).rowcount
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

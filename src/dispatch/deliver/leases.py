@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, insert, select, text, update
+from sqlalchemy import ColumnElement, Select, case, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from dispatch.clock import utcnow
@@ -37,7 +37,7 @@ from dispatch.db.models import (
     Delivery,
     DeliveryAttempt,
 )
-from dispatch.db.session import is_postgres
+from dispatch.db.session import is_postgres, rowcount
 from dispatch.deliver.channel import Outcome
 from dispatch.deliver.retry import BASE, HORIZON, backoff, describe_span, gives_up
 from dispatch.errors import Refused
@@ -59,7 +59,7 @@ class Claimed:
     attempts: int
 
 
-def _claimable(now: datetime, channels: Iterable[str]) -> list:
+def _claimable(now: datetime, channels: Iterable[str]) -> list[Select[int]]:
     """The two kinds of claimable rows, each in the order of its partial index
     (dispatch.db.models): leases that expired (a dead worker's rows) first, then rows
     whose time has come, oldest first."""
@@ -92,9 +92,9 @@ def claim(
     if limit <= 0 or not channels:
         return []
     postgres = is_postgres(session)
-    rows = []
+    claimed: list[Claimed] = []
     for pick in _claimable(now, channels):
-        want = limit - len(rows)
+        want = limit - len(claimed)
         if want <= 0:
             break
         pick = pick.limit(want)
@@ -124,8 +124,9 @@ def claim(
             )
             .execution_options(synchronize_session=False)
         )
-        rows += sorted(session.execute(stmt).all(), key=lambda r: r.id)
-    return [Claimed(r.id, r.issue_id, r.reader_id, r.channel, r.token, r.attempts) for r in rows]
+        rows = sorted(session.execute(stmt).all(), key=lambda r: r.id)
+        claimed += [Claimed(r.id, r.issue_id, r.reader_id, r.channel, r.token, r.attempts) for r in rows]
+    return claimed
 
 
 def renew(
@@ -145,10 +146,12 @@ def renew(
         .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount
+    return rowcount(result)
 
 
-def _fence(delivery_ids: Iterable[int], worker_id: str, attempt: int | None):
+def _fence(
+    delivery_ids: Iterable[int], worker_id: str, attempt: int | None
+) -> list[ColumnElement[bool]]:
     cond = [
         Delivery.id.in_(list(delivery_ids)),
         Delivery.state == "sending",
@@ -181,7 +184,7 @@ def _fenced_out(delivery_id: int, worker_id: str, kind: str) -> bool:
 _RELEASED = {"lease_owner": None, "lease_expires_at": None}
 
 
-def _per_row(values: dict[int, str | None]):
+def _per_row(values: dict[int, str | None]) -> str | None | ColumnElement[str | None]:
     """One column value per row, in a single UPDATE: CASE id WHEN … THEN … END."""
     if len(set(values.values())) == 1:
         return next(iter(values.values()))
@@ -198,6 +201,7 @@ def _settle(
     """'sent' or 'permanent' outcomes of one kind and attempt, fenced, in one UPDATE;
     the ids it changed (the others were fenced out and are logged)."""
     kind = outcomes[0].kind
+    values: dict[str, object]
     if kind == "sent":
         values = {
             "state": "sent",
@@ -257,6 +261,7 @@ def ack_temporary(
     first = row.first_attempt_at or now
     retry_at = now + backoff(row.attempts, rng, base)
     reply = detail or "temporary failure"
+    values: dict[str, object]
     if gives_up(first, retry_at, horizon):
         values = {
             "state": "failed",
@@ -272,7 +277,7 @@ def ack_temporary(
         .values(first_attempt_at=first, **values, **_RELEASED)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if rowcount(result) != 1:
         return _fenced_out(delivery_id, worker_id, "temporary")
     _record(session, now, [(delivery_id, "temporary", detail)])
     if values["state"] == "failed":
@@ -336,9 +341,10 @@ def release(session: Session, worker_id: str, keep: Iterable[int] = ()) -> int:
         )
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount:
-        log.info("released %s deliveries held by %s", result.rowcount, worker_id)
-    return result.rowcount
+    n = rowcount(result)
+    if n:
+        log.info("released %s deliveries held by %s", n, worker_id)
+    return n
 
 
 def expire_dead(session: Session, is_dead: Callable[[str], bool], now: datetime) -> int:
@@ -355,7 +361,7 @@ def expire_dead(session: Session, is_dead: Callable[[str], bool], now: datetime)
         .where(text(CLAIM_LEASED), Delivery.lease_owner.is_not(None))
         .distinct()
     ).all()
-    dead = sorted(o for o in owners if is_dead(o))
+    dead = sorted(o for o in owners if o is not None and is_dead(o))
     if not dead:
         return 0
     result = session.execute(
@@ -368,12 +374,13 @@ def expire_dead(session: Session, is_dead: Callable[[str], bool], now: datetime)
         .values(lease_expires_at=now)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount:
+    n = rowcount(result)
+    if n:
         log.info(
             "%s deliveries held by %d dead worker(s) on this host are claimable now: %s",
-            result.rowcount, len(dead), ", ".join(dead),
+            n, len(dead), ", ".join(dead),
         )
-    return result.rowcount
+    return n
 
 
 def retry_failed(session: Session, issue_id: int, now: datetime | None = None) -> int:
@@ -392,7 +399,7 @@ def retry_failed(session: Session, issue_id: int, now: datetime | None = None) -
         .values(state="queued", available_at=now, first_attempt_at=None, **_RELEASED)
         .execution_options(synchronize_session=False)
     )
-    n = result.rowcount
+    n = rowcount(result)
     if n:
         reopen(session, issue_id)
         log.info("issue %s: %s failed deliveries queued again", issue_id, n)

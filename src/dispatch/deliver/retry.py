@@ -28,7 +28,7 @@ def step(attempt: int, base: timedelta = BASE, cap: timedelta = CAP) -> timedelt
     n = max(attempt, 1) - 1
     if n >= 32:  # far past the cap; avoid huge powers
         return cap
-    return min(base * (2**n), cap)
+    return min(base * (1 << n), cap)
 
 
 def backoff(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+from types import ModuleType
 
 from aiosmtplib import protocol as _protocol
 from aiosmtplib import smtp as _smtp
@@ -53,9 +54,15 @@ class _PeriodQuoting:
         return message
 
 
+def _replace(module: ModuleType, name: str, value: object) -> None:
+    # By name: the stand-ins are duck-typed (a _PeriodQuoting is no re.Pattern), and
+    # aiosmtplib's code looks these names up in its modules at call time.
+    setattr(module, name, value)
+
+
 def install() -> bool:
     """Put the fast paths in place (idempotent); False when this aiosmtplib differs."""
-    if isinstance(_protocol.PERIOD_REGEX, _PeriodQuoting):
+    if isinstance(getattr(_protocol, "PERIOD_REGEX", None), _PeriodQuoting):
         return True
     expected = (
         getattr(_protocol, "normalize_message_line_endings", None) is _normalize
@@ -65,7 +72,7 @@ def install() -> bool:
     if not expected:
         log.warning("aiosmtplib's DATA preparation has changed: running it unmodified")
         return False
-    _protocol.normalize_message_line_endings = normalize_message_line_endings
-    _smtp.normalize_message_line_endings = normalize_message_line_endings
-    _protocol.PERIOD_REGEX = _PeriodQuoting()
+    _replace(_protocol, "normalize_message_line_endings", normalize_message_line_endings)
+    _replace(_smtp, "normalize_message_line_endings", normalize_message_line_endings)
+    _replace(_protocol, "PERIOD_REGEX", _PeriodQuoting())
     return True

@@ -38,7 +38,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from jinja2 import TemplateNotFound, TemplatesNotFound, TemplateSyntaxError
+from jinja2 import Environment, TemplateNotFound, TemplatesNotFound, TemplateSyntaxError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
@@ -107,7 +107,7 @@ class Worker:
         self.retry_base = timedelta(seconds=cfg.retry_base_seconds)
         self.wake = asyncio.Event()
         self._renderers: dict[int, IssueRenderer] = {}
-        self._env = None
+        self._env: Environment | None = None
         self._rng = random.Random()
         # Claimed and not yet acked: what a crash would leave in flight.
         self._inflight: dict[int, leases.Claimed] = {}
@@ -118,7 +118,7 @@ class Worker:
         # A fault cut a batch short: rows it claimed and never sent are to be given back.
         self._cut_short = False
         self._unfinished: set[int] = set()  # issues to close once their acks are in
-        self._keeper: asyncio.Task | None = None
+        self._keeper: asyncio.Task[None] | None = None
         self._dead_expired = False
         self.sent = 0
 

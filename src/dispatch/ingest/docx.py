@@ -37,6 +37,7 @@ from .plaintext import (
     Labels,
     build_issue,
     clean_line,
+    heading_kind,
     stored_text,
     text_events,
 )
@@ -249,9 +250,8 @@ def parse_docx_bytes(data: bytes, file: str) -> ParsedIssue:
         started = False
         for no, level, lines in items:
             if level is not None and level >= 1:
-                kind = "section" if level == 1 else "article" if level == 2 else "subheading"
                 started = started or level == 1
-                events.append(Event(kind, lines[0], no))
+                events.append(Event(heading_kind(level), lines[0], no))
                 continue
             if no in table_cells and not started:
                 lines = table_cells[no]  # masthead tables: each cell on its own

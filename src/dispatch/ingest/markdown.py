@@ -38,6 +38,7 @@ from .plaintext import (
     check_text,
     clean_line,
     find_date,
+    heading_kind,
     source_of,
     stored_text,
 )
@@ -285,8 +286,7 @@ def markdown_events(lines: list[tuple[int, str]]) -> list[Event]:
             if heading:
                 flush()
                 level, text = heading
-                kind = "section" if level == 1 else "article" if level == 2 else "subheading"
-                events.append(Event(kind, strip_inline(text), no))
+                events.append(Event(heading_kind(level), strip_inline(text), no))
                 continue
         if _RULE.fullmatch(s) or _REF_DEFINITION.fullmatch(s):
             flush()

@@ -200,6 +200,12 @@ class Event:
     line: int
 
 
+def heading_kind(level: int) -> EventKind:
+    """What a heading of this level (1 = top) marks in the formats that have levels:
+    Markdown's #, ##, ### and Word's Heading 1, 2, 3."""
+    return "section" if level == 1 else "article" if level == 2 else "subheading"
+
+
 @dataclass(frozen=True)
 class Labels:
     """How a format's markers are named in messages to editors."""

@@ -23,8 +23,9 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import exists, func, select, text
+from sqlalchemy import Table, exists, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -92,11 +93,14 @@ def _plan_chunk(
     # One statement, compiled once and cached; each chunk runs as an executemany that
     # SQLAlchemy sends as multi-row INSERTs ("insertmanyvalues"), RETURNING included.
     # What all rows share is bound once here: per-row binds dominate the cost.
+    # Delivery is declared with __tablename__, so its __table__ is a Table (typed as a
+    # FromClause, since a class may also be mapped to a join or a subquery).
+    table = cast(Table, Delivery.__table__)
     stmt = (
-        insert(Delivery.__table__)
+        insert(table)
         .values(issue_id=issue_id, state="queued", attempts=0, available_at=now, created_at=now)
         .on_conflict_do_nothing(index_elements=["issue_id", "reader_id", "channel"])
-        .returning(Delivery.__table__.c.channel)
+        .returning(table.c.channel)
     )
     counts: Counter[str] = Counter()
     ids, targets = _targets(session, issue_id, after, chunk)

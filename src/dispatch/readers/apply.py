@@ -154,8 +154,8 @@ def write_state(reader: Reader, state: ReaderState) -> None:
     have = set(reader.industries)
     reader.industry_rows.extend(ReaderIndustry(industry=c) for c in state.industries if c not in have)
     wanted = set(state.channels)
-    for row in [r for r in reader.channel_rows if r.channel not in wanted]:
-        reader.channel_rows.remove(row)
+    for channel_row in [r for r in reader.channel_rows if r.channel not in wanted]:
+        reader.channel_rows.remove(channel_row)
     have = set(reader.channels)
     reader.channel_rows.extend(ReaderChannel(channel=c) for c in state.channels if c not in have)
 
@@ -237,7 +237,7 @@ def import_records(session: Session, records: Sequence[ReaderRecord], *, dry_run
         if errors:
             report.errors.extend(errors)
             continue
-        if current is not None and current.status == "unsubscribed" and rec.status != "unsubscribed":
+        if reader is not None and reader.status == "unsubscribed" and rec.status != "unsubscribed":
             report.kept_unsubscribed.append(
                 {"file": rec.file, "row": rec.row, "id": reader.id, "name": state.name}
             )
@@ -245,7 +245,7 @@ def import_records(session: Session, records: Sequence[ReaderRecord], *, dry_run
     if report.errors:
         return report
 
-    changes = []
+    changes: list[dict[str, Any]] = []
     for rec, reader, state in plan:
         if reader is None:
             report.added += 1
@@ -376,6 +376,7 @@ def find_reader(session: Session, key: str) -> Reader:
     """
     key = key.strip()
     kind, sep, value = key.partition(":")
+    kinds: tuple[str, ...]
     if sep and kind in ("email", "wecom", "id"):
         kinds, key = (kind,), value.strip()
     else:
@@ -394,9 +395,9 @@ def find_reader(session: Session, key: str) -> Reader:
                                  .where(func.lower(Reader.wecom_userid) == folded)):
             found[r.id] = r
     if "id" in kinds and key.isdigit() and int(key) < 2**31:
-        r = session.get(Reader, int(key), options=options)
-        if r is not None:
-            found[r.id] = r
+        by_id = session.get(Reader, int(key), options=options)
+        if by_id is not None:
+            found[by_id.id] = by_id
     if not found:
         raise Refused(f"no reader with email, WeChat Work user id or id '{key}'")
     if len(found) > 1:

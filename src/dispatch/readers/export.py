@@ -12,12 +12,16 @@ import csv
 import io
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from dispatch.db.models import Reader
 from dispatch.errors import Refused
 from dispatch.industries import describe
 from dispatch.readers import COLUMNS, channel_words, neutralise, status_word
 from dispatch.readers.apply import state_of
+
+if TYPE_CHECKING:
+    from openpyxl.worksheet.worksheet import Worksheet
 
 FORMATS = (".csv", ".xlsx")
 
@@ -53,7 +57,8 @@ def write_xlsx(readers: Iterable[Reader], path: Path) -> None:
     from openpyxl.styles import Font
 
     wb = Workbook()
-    ws = wb.active
+    # A new workbook has one sheet, a Worksheet, and it is the active one.
+    ws = cast("Worksheet", wb.active)
     ws.title = "读者名单"
     ws.append(list(COLUMNS.values()))
     for cell in ws[1]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal, TypedDict
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -31,7 +32,24 @@ from dispatch.readers import (
 WECOM_USERID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 # Between words of 接收方式: the industry separators, plus 和/及/与 and '+'.
 _CHANNEL_SEPARATORS = re.compile(r"[、，,;；|/／+＋\s]+|和|及|与")
-_TEXT_FIELDS = ("name", "organization", "position", "group")
+_TEXT_FIELDS: tuple[Literal["name", "organization", "position", "group"], ...] = (
+    "name", "organization", "position", "group",
+)
+
+
+class _Fields(TypedDict, total=False):
+    """A ReaderRecord's fields that build_record found valid (keyword arguments)."""
+
+    name: str
+    organization: str
+    position: str
+    group: str
+    email: str
+    wecom_userid: str
+    follows_all: bool
+    industries: tuple[str, ...]
+    channels: tuple[str, ...]
+    status: str | None
 
 
 @dataclass
@@ -184,6 +202,11 @@ def parse_status(text: str) -> str | None:
 
 # --- one reader --------------------------------------------------------------------------
 
+_ADDRESS_CHECKS: tuple[tuple[Literal["email", "wecom_userid"], Callable[[str], str]], ...] = (
+    ("email", normalize_email),
+    ("wecom_userid", check_wecom_userid),
+)
+
 
 def build_record(
     values: Mapping[str, str | None],
@@ -201,7 +224,7 @@ def build_record(
     labels = labels or COLUMNS
     errors: list[ListProblem] = []
     failed: set[str] = set()
-    out: dict[str, object] = {}
+    out: _Fields = {}
 
     def err(f: str | None, message: str) -> None:
         if f:
@@ -231,7 +254,7 @@ def build_record(
         else:
             out[f] = text
 
-    for f, check in (("email", normalize_email), ("wecom_userid", check_wecom_userid)):
+    for f, check in _ADDRESS_CHECKS:
         if f not in cells:
             continue
         try:
@@ -274,7 +297,7 @@ def build_record(
 
     if errors:
         return None, errors
-    return ReaderRecord(file=file, row=row, **out), []  # type: ignore[arg-type]
+    return ReaderRecord(file=file, row=row, **out), []
 
 
 # --- tables ------------------------------------------------------------------------------
@@ -329,8 +352,8 @@ def validate_table(table: RawTable) -> Validated:
 
 def _addresses_only(values: Mapping[str, str], file: str, row: int) -> ReaderRecord:
     """The valid addresses of a row that has errors elsewhere."""
-    found: dict[str, str] = {}
-    for f, check in (("email", normalize_email), ("wecom_userid", check_wecom_userid)):
+    found: _Fields = {}
+    for f, check in _ADDRESS_CHECKS:
         with contextlib.suppress(ValueError):  # BadText is a ValueError too
             text = cleantext.clean((values.get(f) or "").strip(), breaks="refuse")
             if text:

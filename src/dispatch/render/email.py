@@ -39,7 +39,7 @@ def inline_css(html: str) -> str:
     - allow_network=False: never fetch a stylesheet; the email must not link to one.
     - cssutils logs a warning for every mso-* property it doesn't know; quiet it.
     """
-    return Premailer(
+    inlined: str = Premailer(
         html,
         strip_important=False,
         keep_style_tags=False,
@@ -48,6 +48,7 @@ def inline_css(html: str) -> str:
         disable_link_rewrites=True,
         cssutils_logging_level=logging.CRITICAL,
     ).transform(pretty_print=False)
+    return inlined
 
 
 def tidy_text(text: str) -> str:
@@ -62,7 +63,7 @@ def template_vars(
     subject: str,
     greeting: str = slots.GREETING,
     interests: str = slots.INTERESTS,
-) -> dict:
+) -> dict[str, object]:
     """The variables email templates get (see docs/templates.md)."""
     return {
         "digest": digest,

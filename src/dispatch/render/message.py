@@ -41,6 +41,7 @@ import secrets
 import time
 from datetime import datetime
 from email.utils import format_datetime
+from typing import cast
 
 from dispatch.clock import LOCAL_TZ, to_local
 from dispatch.render.mime_body import HTML, TEXT, Body, is_fragile, without_empty_runs
@@ -101,7 +102,7 @@ class MessageTemplate:
         # (greeting text, greeting HTML, interests text, interests HTML): at most 81 keys
         # (and, for fragile bodies only, whether the greeting and the interests are
         # empty: at most 100).
-        self._layouts: dict[tuple[int | bool, ...], Layout] = {}
+        self._layouts: dict[tuple[int, ...], Layout] = {}
         self._date_cache: tuple[object, str] = (None, "")  # one tuple: swapped atomically
 
     @classmethod
@@ -168,7 +169,7 @@ class MessageTemplate:
             raise ValueError(f"a header line would exceed {MAX_LINE} characters")
         return cls(head, tail.split(TOKEN), text, html, boundary)
 
-    def _layout(self, key: tuple[int | bool, ...]) -> Layout:
+    def _layout(self, key: tuple[int, ...]) -> Layout:
         layout = self._layouts.get(key)
         if layout is None:
             # Residues of values no body holds don't matter: one layout for all of them.
@@ -176,7 +177,8 @@ class MessageTemplate:
             canon = residues + key[4:]
             layout = self._layouts.get(canon)
             if layout is None:
-                text, html = self._bodies_for(key[4:])
+                # render() puts only the two emptiness flags (bools) after the residues.
+                text, html = self._bodies_for(cast("tuple[bool, ...]", key[4:]))
                 by_value = (_TOKEN_RESIDUE, *residues)  # indexed as mime_body's values
                 segments = [
                     *text.segments(by_value),
@@ -202,12 +204,12 @@ class MessageTemplate:
         key = int(time.time()) if date is None else date
         cached_key, text = self._date_cache
         if key != cached_key or type(key) is not type(cached_key):
-            if date is None:
+            if isinstance(key, int):  # now
                 when = datetime.fromtimestamp(key, LOCAL_TZ)
-            elif date.tzinfo is None:
-                when = to_local(date)  # naive: UTC, as the database stores it
+            elif key.tzinfo is None:
+                when = to_local(key)  # naive: UTC, as the database stores it
             else:
-                when = date.astimezone(LOCAL_TZ)
+                when = key.astimezone(LOCAL_TZ)
             text = format_datetime(when)
             self._date_cache = (key, text)
         return text
@@ -256,7 +258,7 @@ class MessageTemplate:
         i_text = interests.encode("utf-8")
         i_html = html_lib.escape(interests).encode("utf-8")
         # In the order of mime_body's value indexes, less the token.
-        key: tuple[int | bool, ...] = (
+        key: tuple[int, ...] = (
             len(g_text) % 3,
             len(g_html) % 3,
             len(i_text) % 3,

@@ -74,6 +74,10 @@ class EmailVariant:
     message: MessageTemplate
 
 
+# A WeChat Work variant: the selection, then the reader's interests (follows all, industries).
+WecomKey = tuple[Selection, bool, frozenset[str]]
+
+
 @dataclass
 class IssueRenderer:
     """Renders one issue; keeps each variant it has built."""
@@ -85,8 +89,8 @@ class IssueRenderer:
     from_addr: str
     wecom_msgtype: str = "news"
     wecom_agentid: int = 0
-    _email: dict[tuple, EmailVariant] = field(default_factory=dict)
-    _wecom: dict[tuple, wecom.WecomVariant] = field(default_factory=dict)
+    _email: dict[Selection, EmailVariant] = field(default_factory=dict)
+    _wecom: dict[WecomKey, wecom.WecomVariant] = field(default_factory=dict)
     # Readers with the same interests get the same selection; there are few such sets.
     _selections: dict[tuple[bool, frozenset[str]], Selection] = field(default_factory=dict)
 
@@ -125,7 +129,7 @@ class IssueRenderer:
     def digest_for(self, reader: ReaderView) -> Digest:
         return build_digest(self.view, self.selection(reader), reader.follows_all, reader.industries)
 
-    def _variant_key(self, reader: ReaderView) -> tuple:
+    def _variant_key(self, reader: ReaderView) -> WecomKey:
         # The selection fixes the articles and their order; the interests, the words
         # some forms show. WeChat Work messages are keyed by both.
         return (self.selection(reader), reader.follows_all, reader.industries)

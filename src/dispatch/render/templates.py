@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
@@ -33,9 +33,17 @@ def join_cn(values: Iterable[str], sep: str = "、") -> str:
     return sep.join(str(v) for v in values)
 
 
-def by_section(articles: Iterable) -> list[tuple[str, list]]:
+class _InSection(Protocol):
+    @property
+    def section(self) -> str: ...
+
+
+_A = TypeVar("_A", bound=_InSection)
+
+
+def by_section(articles: Iterable[_A]) -> list[tuple[str, list[_A]]]:
     """Articles grouped by their section, in the order they come (Jinja's groupby sorts)."""
-    groups: list[tuple[str, list]] = []
+    groups: list[tuple[str, list[_A]]] = []
     for a in articles:
         if groups and groups[-1][0] == a.section:
             groups[-1][1].append(a)

@@ -29,8 +29,9 @@ from __future__ import annotations
 import html
 import json
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NotRequired, TypedDict
 
 from dispatch.masthead import BULLETIN
 from dispatch.render import slots
@@ -220,12 +221,22 @@ def _meta(digest: Digest) -> str:
 # news
 
 
-def _news(digest: Digest, links: Links) -> dict:
+class NewsArticle(TypedDict):
+    title: str
+    url: str
+    description: NotRequired[str]
+
+
+class NewsBody(TypedDict):
+    articles: list[NewsArticle]
+
+
+def _news(digest: Digest, links: Links) -> NewsBody:
     entries = [*_articles(digest), *digest.notes]
-    items = []
+    items: list[NewsArticle] = []
     shown = entries if len(entries) <= NEWS_MAX_ARTICLES else entries[: NEWS_MAX_ARTICLES - 1]
     for a in shown:
-        item = {"title": truncate_utf8(_one_line(a.title), TITLE_MAX_BYTES), "url": links.click(a.n)}
+        item: NewsArticle = {"title": truncate_utf8(_one_line(a.title), TITLE_MAX_BYTES), "url": links.click(a.n)}
         if a.lead:
             item["description"] = truncate_utf8(_one_line(a.lead), DESCRIPTION_MAX_BYTES)
         items.append(item)
@@ -266,7 +277,11 @@ def _md_groups(digest: Digest) -> list[tuple[str, Sequence[ArticleView]]]:
     return [(label, arts) for label, arts in groups if arts]
 
 
-def _markdown(digest: Digest, links: Links) -> dict:
+class MarkdownBody(TypedDict):
+    content: str
+
+
+def _markdown(digest: Digest, links: Links) -> MarkdownBody:
     reserve = utf8_len(_MD_GREETING.format("")) + GREETING_MAX_BYTES
     head = f"### {fit(masthead(digest.issue), TITLE_MAX_BYTES, md_escape)}\n{slots.GREETING}"
     meta = _meta(digest)
@@ -339,7 +354,14 @@ _CARD_GREETING = '<div class="normal">{}</div>'
 _CARD_MORE = '<div class="gray">另有 {} 篇，请阅读全文</div>'
 
 
-def _textcard(digest: Digest, links: Links) -> dict:
+class TextCardBody(TypedDict):
+    title: str
+    description: str
+    url: str
+    btntxt: str
+
+
+def _textcard(digest: Digest, links: Links) -> TextCardBody:
     reserve = utf8_len(_CARD_GREETING.format("")) + GREETING_MAX_BYTES
     arts = _articles(digest)
     if digest.whole_issue:
@@ -368,7 +390,7 @@ def _textcard(digest: Digest, links: Links) -> dict:
     if len(lines) < len(arts):
         lines.append(_CARD_MORE.format(len(arts) - len(lines)))
     description = head + "".join(lines)
-    card = {
+    card: TextCardBody = {
         "title": truncate_utf8(masthead(digest.issue), TITLE_MAX_BYTES),
         "description": description,
         "url": links.web_view(),
@@ -395,7 +417,9 @@ _GREETING_FORM: dict[str, tuple[str, Callable[[str], str]]] = {
     MARKDOWN: (_MD_GREETING, md_escape),
     TEXTCARD: (_CARD_GREETING, card_escape),
 }
-_LAYOUT = {NEWS: _news, MARKDOWN: _markdown, TEXTCARD: _textcard}
+_LAYOUT: dict[str, Callable[[Digest, Links], Mapping[str, object]]] = {
+    NEWS: _news, MARKDOWN: _markdown, TEXTCARD: _textcard,
+}
 
 
 def check_touser(touser: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import tomllib
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,10 @@ class RulesError(Refused, ValueError):
         self.reason = reason
         where = f"{file}: {key}" if key else file
         super().__init__(f"{where}: {reason}")
+
+
+# Builds the RulesError for a dotted key (None: the whole file) and a reason.
+Fail = Callable[[str | None, str], RulesError]
 
 
 @dataclass(frozen=True)
@@ -72,14 +77,21 @@ class Term:
     latin_end: bool  # needs a word boundary after it
 
 
+@dataclass(slots=True)
+class TrieNode:
+    """A node of the character trie over lower-cased term texts."""
+
+    children: dict[str, TrieNode] = field(default_factory=dict)
+    term: Term | None = None  # the term ending here
+
+
 @dataclass(frozen=True)
 class Rules:
     settings: Settings
     industries: tuple[IndustryRule, ...]  # in canonical order
     ignore: tuple[str, ...] = ()
     source: str = "<rules>"
-    # Character trie over lower-cased term texts: {char: node}, the term under key None.
-    trie: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
+    trie: TrieNode = field(default_factory=TrieNode, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "trie", _build_trie(self))
@@ -95,7 +107,7 @@ def is_latin(ch: str) -> bool:
     return ch.isascii() and ch.isalnum()
 
 
-def _build_trie(rules: Rules) -> dict:
+def _build_trie(rules: Rules) -> TrieNode:
     terms: dict[str, tuple[str, list[tuple[str, float]]]] = {}
     for rule in rules.industries:
         for kw in rule.keywords:
@@ -104,12 +116,12 @@ def _build_trie(rules: Rules) -> dict:
             entries.append((rule.code, kw.weight))
     for phrase in rules.ignore:
         terms.setdefault(normalize(phrase), (phrase, []))
-    root: dict = {}
+    root = TrieNode()
     for key, (display, entries) in terms.items():
         node = root
         for ch in key:
-            node = node.setdefault(ch, {})
-        node[None] = Term(
+            node = node.children.setdefault(ch, TrieNode())
+        node.term = Term(
             text=display,
             entries=tuple(entries),
             latin_start=is_latin(key[0]),
@@ -162,7 +174,7 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-def _settings(table: Any, fail) -> Settings:
+def _settings(table: Any, fail: Fail) -> Settings:
     if table is None:
         raise fail("settings", "缺少 [settings] 表")
     if not isinstance(table, dict):
@@ -203,7 +215,7 @@ def _settings(table: Any, fail) -> Settings:
     return s
 
 
-def _industries(table: Any, fail) -> tuple[IndustryRule, ...]:
+def _industries(table: Any, fail: Fail) -> tuple[IndustryRule, ...]:
     if table is None:
         raise fail("industries", "缺少 [industries.<代码>] 表")
     if not isinstance(table, dict):
@@ -224,7 +236,7 @@ def _industries(table: Any, fail) -> tuple[IndustryRule, ...]:
     return tuple(rules)
 
 
-def _industry(code: str, table: Any, fail) -> IndustryRule:
+def _industry(code: str, table: Any, fail: Fail) -> IndustryRule:
     base = f"industries.{code}"
     if not isinstance(table, dict):
         raise fail(base, "应为表")
@@ -259,7 +271,7 @@ def _industry(code: str, table: Any, fail) -> IndustryRule:
     return IndustryRule(code=code, keywords=tuple(out))
 
 
-def _ignore(table: Any, fail) -> tuple[str, ...]:
+def _ignore(table: Any, fail: Fail) -> tuple[str, ...]:
     if not isinstance(table, dict):
         raise fail("ignore", "应为表（[ignore]）")
     for key in table:

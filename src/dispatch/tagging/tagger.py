@@ -54,11 +54,12 @@ def find_terms(text: str, rules: Rules) -> list[Term]:
         best: tuple[Term, int] | None = None
         j = i
         while j < n:
-            node = node.get(s[j])
-            if node is None:
+            child = node.children.get(s[j])
+            if child is None:
                 break
+            node = child
             j += 1
-            term = node.get(None)
+            term = node.term
             if term is not None and _bounded(s, i, j, term):
                 best = (term, j)
         if best is None:
@@ -131,8 +132,10 @@ def tag_article(title: str, texts: list[str], rules: Rules) -> TagResult:
 def _entries(term_text: str, rules: Rules) -> tuple[tuple[str, float], ...]:
     node = rules.trie
     for ch in normalize(term_text):
-        node = node[ch]
-    return node[None].entries
+        node = node.children[ch]
+    # term_text came from find_terms, so the trie holds it.
+    assert node.term is not None
+    return node.term.entries
 
 
 def _describe(code: str, result: TagResult, top: int) -> str:
