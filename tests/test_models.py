@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from dispatch.db.models import (
@@ -143,3 +143,27 @@ def test_deleting_an_issue_takes_its_content(sessions):
         s.delete(s.get(Issue, issue_id))
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Article)) == 0
+
+
+def test_issues_stored_before_the_content_hash_get_it_on_upgrade(dispatch):
+    """Migration 0005 backfills with the rule ingest uses: a file ingested before the
+    upgrade is still recognised after it."""
+    from alembic import command
+    from conftest import SAMPLE_ISSUE
+
+    from dispatch.db.session import alembic_config
+
+    dispatch.ok("issues", "ingest", str(SAMPLE_ISSUE))
+    engine = make_engine(dispatch.db_url)
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT content_hash FROM issues")).scalar_one()
+    assert len(stored) == 64
+    command.downgrade(alembic_config(engine), "0004")
+    with engine.connect() as conn:
+        assert "content_hash" not in {c["name"] for c in inspect(conn).get_columns("issues")}
+    assert migrate(engine) is True
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT content_hash FROM issues")).scalar_one() == stored
+    engine.dispose()
+    r = dispatch("issues", "ingest", str(SAMPLE_ISSUE))
+    assert r.exit_code == 1 and "--again" in r.stderr

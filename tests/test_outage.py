@@ -315,7 +315,7 @@ def test_a_render_error_fails_only_the_readers_it_concerns(tmp_path, sqlite_url,
     assert data["counts"]["email"]["failed"] == len(whole) and data["pending"] == 0
     reasons = {f["reason"] for f in data["failures"]}
     assert reasons == {"not sent: render error: UndefinedError: 'no_such_variable' is undefined"}
-    assert "render error: UndefinedError" in shown
+    assert "生成出错：UndefinedError" in shown
     assert data["status"] == "sent"
 
 

@@ -29,6 +29,7 @@ from dispatch.lifecycle import (
     finish_done,
     finish_if_done,
     overdue,
+    reschedule,
     unplanned,
 )
 from dispatch.plan.fanout import fan_out
@@ -392,6 +393,28 @@ def test_claim_due_racing_threads_get_disjoint_sets_exactly_once(sessions):
     assert sorted(claimed) == sorted(ids)  # every one, none twice
 
 
+def test_reschedule_moves_an_unclaimed_issue_and_the_scheduler_follows(sessions):
+    with sessions.begin() as s:
+        late = add_issue(s, "finalized", T0 - timedelta(days=3))  # overdue: waits for staff
+        draft = add_issue(s, "draft", None)
+    with sessions.begin() as s:
+        assert overdue(s, T0, LATE)[0].id == late
+        reschedule(s, late, T0 + timedelta(hours=1))
+    with sessions.begin() as s:
+        assert overdue(s, T0, LATE) == [] and claim_due(s, T0, LATE) == []
+        assert claim_due(s, T0 + timedelta(hours=1), LATE) == [late]
+    # Claimed: its time is history.
+    with pytest.raises(Refused, match="已开始发送"), sessions.begin() as s:
+        reschedule(s, late, T0 + timedelta(days=1))
+    with pytest.raises(Refused, match="草稿"), sessions.begin() as s:
+        reschedule(s, draft, T0 + timedelta(days=1))
+    with pytest.raises(Refused, match="不存在"), sessions.begin() as s:
+        reschedule(s, 999, T0)
+    with sessions() as s:
+        assert s.get(Issue, late).publish_at == T0 + timedelta(hours=1)
+        assert s.get(Issue, draft).publish_at is None
+
+
 def test_claim_for_send_sends_overdue_and_refuses_drafts(sessions):
     with sessions.begin() as s:
         late = add_issue(s, "finalized", T0 - timedelta(days=3))
@@ -405,9 +428,9 @@ def test_claim_for_send_sends_overdue_and_refuses_drafts(sessions):
         assert s.get(Issue, late).status == "sending"
         assert s.get(Issue, late).fanned_out_at == T0  # the first fan-out is kept
         assert overdue(s, T0, LATE) == []
-    with pytest.raises(Refused, match="draft"), sessions.begin() as s:
+    with pytest.raises(Refused, match="草稿"), sessions.begin() as s:
         claim_for_send(s, draft, now=T0)
-    with pytest.raises(Refused, match="no such issue"), sessions.begin() as s:
+    with pytest.raises(Refused, match="不存在"), sessions.begin() as s:
         claim_for_send(s, 999, now=T0)
     with sessions() as s:
         assert s.get(Issue, draft).status == "draft"

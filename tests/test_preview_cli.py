@@ -28,7 +28,7 @@ def test_preview_html_text_and_eml_for_a_reader(dispatch_sqlite, tmp_path):
 
     out = tmp_path / "digest.eml"
     r = d("preview", issue, "-r", "lihongmei@example.gov.cn", "--format", "eml", "-o", str(out))
-    assert r.exit_code == 0 and "bytes" in r.stderr
+    assert r.exit_code == 0 and "字节" in r.stderr
     msg = email.message_from_bytes(out.read_bytes(), policy=email.policy.default)
     assert msg["To"].addresses[0].display_name == "李红梅"
     assert msg["Subject"].startswith("《许昌竞争情报快递》")
@@ -55,8 +55,31 @@ def test_preview_refusals(dispatch_sqlite):
     assert r.exit_code == 1 and "nobody@example.com" in r.stderr
     # 陈晓东 has an email address only.
     r = d("preview", issue, "-r", "chenxiaodong@example.gov.cn", "--format", "wecom")
-    assert r.exit_code == 1 and "WeChat Work" in r.stderr
+    assert r.exit_code == 1 and "企业微信" in r.stderr
     r = d("preview", "999", "-r", "chenxiaodong@example.gov.cn")
-    assert r.exit_code == 1 and "issue 999 not found" in r.stderr
+    assert r.exit_code == 1 and "期刊 999 不存在" in r.stderr
     r = d("preview", issue, "-r", "chenxiaodong@example.gov.cn", "--format", "pdf")
     assert r.exit_code == 2
+
+
+def test_preview_warns_when_the_reader_is_sent_nothing(dispatch_sqlite, tmp_path):
+    d = dispatch_sqlite
+    issue = str(_setup(d))
+    r = d("preview", issue, "-r", "lihongmei@example.gov.cn")
+    assert r.exit_code == 0 and r.stderr == ""
+    d.ok("recipients", "deactivate", "lihongmei@example.gov.cn")
+    out = tmp_path / "digest.html"
+    r = d("preview", issue, "-r", "lihongmei@example.gov.cn", "-o", str(out))
+    assert r.exit_code == 0 and "尊敬的李红梅副市长：" in out.read_text(encoding="utf-8")
+    assert "停用" in r.stderr and "不会收到任何期刊" in r.stderr
+    assert "dispatch recipients activate" in r.stderr
+    # 暂停 is how some lists write 停用; 退订 is the reader's own wish.
+    lists = tmp_path / "status.csv"
+    lists.write_text("姓名,邮箱,关注产业,状态\n李红梅,lihongmei@example.gov.cn,全部,暂停\n"
+                     "陈晓东,chenxiaodong@example.gov.cn,全部,退订\n", encoding="utf-8")
+    d.ok("recipients", "import", str(lists))
+    r = d("preview", issue, "-r", "lihongmei@example.gov.cn")
+    assert r.exit_code == 0 and "停用" in r.stderr and "不会收到任何期刊" in r.stderr
+    r = d("preview", issue, "-r", "chenxiaodong@example.gov.cn", "--format", "text")
+    assert r.exit_code == 0 and "退订" in r.stderr and "--resubscribe" in r.stderr
+    assert "尊敬的" in r.stdout

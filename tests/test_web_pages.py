@@ -90,7 +90,7 @@ def site(db_url) -> Iterator[Site]:
     rules = runtime.rules
     with transaction(runtime.sessions) as s:
         issue = editorial.store_issue(s, parse_file(SAMPLE_ISSUE), str(SAMPLE_ISSUE), rules)
-        other = editorial.store_issue(s, parse_file(SAMPLE_ISSUE), "again", rules)
+        other = editorial.store_issue(s, parse_file(SAMPLE_ISSUE), "again", rules, again=True)
         biomed = _add_reader(s, "<script>alert(1)</script>", "a@example.cn", industries=["biomed"])
         everyone = _add_reader(s, "李四", "b@example.cn", follows_all=True)
         token, token_all = _deliver(s, issue.id, biomed), _deliver(s, issue.id, everyone)

@@ -7,6 +7,7 @@ its work or raises Refused (the caller's transaction then writes nothing).
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypedDict
@@ -15,11 +16,13 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
 from dispatch import clock, lifecycle
+from dispatch.content_hash import SectionContent, issue_content_hash
 from dispatch.db.models import Article, ArticleTag, Issue, Section
 from dispatch.errors import Refused
 from dispatch.industries import GENERAL, TAG_CODES, describe, name_of
 from dispatch.ingest.document import ParsedIssue
 from dispatch.masthead import BULLETIN
+from dispatch.statewords import ISSUE_WORDS
 from dispatch.tagging.rules import Rules
 from dispatch.tagging.tagger import tag_article
 
@@ -45,7 +48,34 @@ def auto_tag(article: Article, rules: Rules) -> None:
         )
 
 
-def store_issue(session: Session, parsed: ParsedIssue, source_file: str, rules: Rules) -> Issue:
+class SameContent(Refused):
+    """The file's content was ingested already: `issues` holds (id, status) of each issue
+    that has it, oldest first."""
+
+    def __init__(self, source_file: str, issues: list[tuple[int, str]]):
+        self.issues = issues
+        which = "、".join(f"{i}（{ISSUE_WORDS[status]}）" for i, status in issues)
+        super().__init__(
+            f"{source_file}：内容与已入库的期刊 {which}相同，没有再入库；"
+            f"确要再建一期：dispatch issues ingest {shlex.quote(source_file)} --again"
+        )
+
+
+def _content(issue: Issue) -> list[SectionContent]:
+    return [
+        (s.title, [
+            (a.kind, a.title, a.source, [{"kind": b["kind"], "text": b["text"]} for b in a.blocks])
+            for a in s.articles
+        ])
+        for s in issue.sections
+    ]
+
+
+def store_issue(
+    session: Session, parsed: ParsedIssue, source_file: str, rules: Rules, *, again: bool = False
+) -> Issue:
+    """A draft of what ingest parsed. Content already stored in another issue is refused
+    (SameContent) unless `again`."""
     issue = Issue(
         title=parsed.title or BULLETIN,
         number=parsed.number,
@@ -66,6 +96,17 @@ def store_issue(session: Session, parsed: ParsedIssue, source_file: str, rules: 
             )
             section.articles.append(article)
             auto_tag(article, rules)
+    issue.content_hash = issue_content_hash(
+        issue.title, issue.number, issue.issue_date, _content(issue)
+    )
+    if not again:
+        earlier = session.execute(
+            select(Issue.id, Issue.status)
+            .where(Issue.content_hash == issue.content_hash)
+            .order_by(Issue.id)
+        ).all()
+        if earlier:
+            raise SameContent(source_file, [(i, status) for i, status in earlier])
     session.add(issue)
     session.flush()
     return issue
@@ -78,7 +119,7 @@ def get_issue(session: Session, issue_id: int) -> Issue:
         .options(selectinload(Issue.sections).selectinload(Section.articles).selectinload(Article.tags))
     )
     if issue is None:
-        raise Refused(f"issue {issue_id} not found (see `dispatch issues list`)")
+        raise lifecycle.not_found(issue_id)
     return issue
 
 
@@ -86,31 +127,45 @@ def list_issues(session: Session) -> list[Issue]:
     return list(session.scalars(select(Issue).order_by(Issue.id.desc())))
 
 
-def _editable(issue: Issue) -> None:
-    if issue.status != "draft":
-        raise Refused(
-            f"issue {issue.id} is {issue.status}: its content is frozen "
-            "(ingest the corrected file as a new issue)"
+def _editable(issue: Issue, action: str) -> None:
+    """Refuses `action` (tag, retag, finalize, delete: in Chinese) on an issue that is no
+    longer a draft, saying what can still be done with it."""
+    if issue.status == "draft":
+        return
+    n = issue.id
+    again = (
+        "要改内容或标签，把文件作为新一期再入库："
+        f"dispatch issues ingest {shlex.quote(issue.source_file)} --again"
+    )
+    if issue.status == "finalized":
+        still = (
+            f'改发布时间：dispatch issues reschedule {n} --publish-at "YYYY-MM-DD HH:MM"；'
+            f"预览：dispatch preview {n} --recipient KEY；立即发送：dispatch send {n}；{again}"
         )
+    else:
+        still = f"发送进度：dispatch status {n}；{again}"
+    raise Refused(
+        f"期刊 {n} {ISSUE_WORDS[issue.status]}，内容已冻结，不能{action}。还可以：{still}"
+    )
 
 
 def get_article(session: Session, article_id: int) -> Article:
     article = session.get(Article, article_id)
     if article is None:
-        raise Refused(f"article {article_id} not found (see `dispatch issues show ISSUE`)")
+        raise Refused(f"文章 {article_id} 不存在（文章编号见 dispatch issues show ID）")
     return article
 
 
 def set_tags(session: Session, article_id: int, codes: list[str] | None) -> Article:
     """The editor's override (codes), or back to automatic tags (None)."""
     article = get_article(session, article_id)
-    _editable(article.section.issue)
+    _editable(article.section.issue, "改标签")
     article.tags = [t for t in article.tags if t.origin != "editor"]
     if codes is not None:
         if not codes:
-            raise Refused("an override needs at least one industry (or 综合)")
+            raise Refused("指定标签至少要有一个产业（或 综合）")
         if GENERAL in codes and len(codes) > 1:
-            raise Refused("综合 (general) goes to everyone; it can't be combined with industries")
+            raise Refused("综合 表示发给所有读者，不能与产业同时指定")
         for code in codes:
             article.tags.append(ArticleTag(industry=code, origin="editor", score=0.0))
     session.flush()
@@ -118,7 +173,7 @@ def set_tags(session: Session, article_id: int, codes: list[str] | None) -> Arti
 
 
 def retag(session: Session, issue: Issue, rules: Rules) -> None:
-    _editable(issue)
+    _editable(issue, "重新打标签")
     for article in issue.articles:
         auto_tag(article, rules)
     session.flush()
@@ -127,24 +182,37 @@ def retag(session: Session, issue: Issue, rules: Rules) -> None:
 def finalize(session: Session, issue_id: int, publish_at: datetime | None) -> Issue:
     """Freeze the content and set when it goes out (naive UTC; None = now)."""
     issue = get_issue(session, issue_id)
-    _editable(issue)
+    _editable(issue, "再定稿")
     now = clock.utcnow()
     if publish_at is None:
         publish_at = now
     elif publish_at < now - PAST_TOLERANCE:
         raise Refused(
-            f"publication time {clock.show(publish_at)} (Asia/Shanghai) is in the past; "
-            "omit --publish-at to publish now"
+            f"发布时间 {clock.show(publish_at)}（北京时间）已过；要立即发布，去掉 --publish-at"
         )
     if not issue.articles:
-        raise Refused(f"issue {issue.id} has no article")
+        raise Refused(f"期刊 {issue.id} 没有文章")
     lifecycle.finalize(session, issue, publish_at, now)
+    return issue
+
+
+def reschedule(session: Session, issue_id: int, publish_at: datetime) -> Issue:
+    """A finalized issue that has not gone out gets another publication time (naive UTC)."""
+    issue = get_issue(session, issue_id)
+    # The state first (its refusal says what to do instead), then the editor's check on
+    # the time: its refusal rolls the move back with the caller's transaction.
+    lifecycle.reschedule(session, issue_id, publish_at)
+    if publish_at < clock.utcnow() - PAST_TOLERANCE:
+        raise Refused(
+            f"发布时间 {clock.show(publish_at)}（北京时间）已过；要立即发送：dispatch send {issue_id}"
+        )
+    session.refresh(issue)
     return issue
 
 
 def delete_draft(session: Session, issue_id: int) -> None:
     issue = get_issue(session, issue_id)
-    _editable(issue)
+    _editable(issue, "删除")
     session.execute(delete(Issue).where(Issue.id == issue.id))
 
 
@@ -231,5 +299,5 @@ def parse_tag_codes(text: str) -> list[str]:
 
     follows_all, codes = parse_list(text, allow_general=True)
     if follows_all:
-        raise Refused("全部 is for readers; an article is tagged with industries or 综合")
+        raise Refused("全部 只用于读者；文章的标签是产业或 综合")
     return [c for c in TAG_CODES if c in codes]

@@ -5,7 +5,8 @@
                                                     └────── claim_for_send, reopen ◀────┘
 
 - An issue is born a draft (the model's default) and only a draft's content may change.
-- `finalize` freezes it and sets its publication time.
+- `finalize` freezes it and sets its publication time; `reschedule` moves that time while
+  nothing of the issue has gone out (finalized, never claimed).
 - `claim_due` (the scheduler's tick) and `claim_for_send` (`dispatch send`, whatever the
   publication time, and again on an issue already sending or sent to add readers who joined
   since) move it to 'sending' with `planned` false; planning (dispatch.plan.fanout) fills
@@ -48,11 +49,17 @@ from dispatch.clock import show, utcnow
 from dispatch.db.models import Delivery, Issue
 from dispatch.db.session import is_postgres, rowcount
 from dispatch.errors import Refused
+from dispatch.statewords import ISSUE_WORDS
 
 log = logging.getLogger(__name__)
 
 # Deliveries in these states keep their issue 'sending'.
 PENDING_STATES = ("queued", "sending", "retry")
+
+
+def not_found(issue_id: int) -> Refused:
+    """The refusal for an issue id that names no issue, wherever it is looked up."""
+    return Refused(f"期刊 {issue_id} 不存在（见 dispatch issues list）")
 
 
 # lock_issue's row: (id, status, publish_at, fanned_out_at).
@@ -84,6 +91,41 @@ def finalize(session: Session, issue: Issue, publish_at: datetime, now: datetime
     )
     if rowcount(result) != 1:
         raise Refused(f"期刊 {issue.id} 已不是草稿：刚在别处定稿或删除")
+
+
+def reschedule(session: Session, issue_id: int, publish_at: datetime) -> None:
+    """A finalized issue's publication time moves to `publish_at` (naive UTC), as long as
+    nothing of it has gone out: never claimed for sending, no delivery planned.
+
+    The editor's check (a time not in the past) is dispatch.editorial's. One conditional
+    UPDATE, so a scheduler claiming the issue at the same moment either comes first (and
+    this refuses) or finds the new time."""
+    untouched = ~exists().where(Delivery.issue_id == issue_id)
+    result = session.execute(
+        update(Issue)
+        .where(
+            Issue.id == issue_id,
+            Issue.status == "finalized",
+            Issue.fanned_out_at.is_(None),
+            untouched,
+        )
+        .values(publish_at=publish_at)
+        .execution_options(synchronize_session=False)
+    )
+    if rowcount(result) == 1:
+        return
+    issue = lock_issue(session, issue_id)
+    if issue is None:
+        raise not_found(issue_id)
+    if issue.status == "draft":
+        raise Refused(
+            f"期刊 {issue_id} 还是草稿，没有发布时间可改：定稿时设定："
+            f'dispatch issues finalize {issue_id} --publish-at "YYYY-MM-DD HH:MM"'
+        )
+    raise Refused(
+        f"期刊 {issue_id} {ISSUE_WORDS[issue.status]}，已开始发送，发布时间不能再改"
+        f"（进度见 dispatch status {issue_id}）"
+    )
 
 
 def claim_due(session: Session, now: datetime, max_lateness: timedelta) -> list[int]:
@@ -136,11 +178,10 @@ def claim_for_send(session: Session, issue_id: int, now: datetime | None = None)
     now = now or utcnow()
     issue = lock_issue(session, issue_id)
     if issue is None:
-        raise Refused(f"issue {issue_id}: no such issue")
+        raise not_found(issue_id)
     if issue.status == "draft":
         raise Refused(
-            f"issue {issue_id} is a draft: check it and finalize it first "
-            f"(dispatch issues finalize {issue_id})"
+            f"期刊 {issue_id} 还是草稿：先核对，再定稿：dispatch issues finalize {issue_id}"
         )
     before: str = issue.status
     result = session.execute(
@@ -152,7 +193,7 @@ def claim_for_send(session: Session, issue_id: int, now: datetime | None = None)
         .execution_options(synchronize_session=False)
     )
     if rowcount(result) != 1:  # SQLite reads without a lock: it changed in between
-        raise Refused(f"issue {issue_id} was taken back to draft or deleted meanwhile")
+        raise Refused(f"期刊 {issue_id} 刚被改回草稿或删除")
     if before == "finalized" and issue.publish_at is not None:
         log.info("issue %s sent by hand (publication time %s)", issue_id, show(issue.publish_at))
     return before

@@ -5,29 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from dispatch import clock, editorial
 from dispatch.cli import JsonFlag, print_json, runtime_of
+from dispatch.cli.screen import console, hint, table
 from dispatch.cli.words import DELIVERY_WORDS, ISSUE_WORDS, channel_word
-from dispatch.db.session import transaction
-from dispatch.deliver import leases, report
-from dispatch.deliver.channel import configured
 from dispatch.errors import Refused
-from dispatch.lifecycle import claim_for_send
-from dispatch.net import split_host_port
-from dispatch.plan import fanout
-from dispatch.runtime import Runtime
 
-out = Console(highlight=False)
+if TYPE_CHECKING:
+    from dispatch.runtime import Runtime
+
+IssueId = Annotated[int, typer.Argument(metavar="ISSUE", help="期刊编号（见 dispatch issues list）")]
 
 
 def _service_logging() -> None:
@@ -39,62 +30,97 @@ def _service_logging() -> None:
 
 
 def _status_data(runtime: Runtime, issue_id: int) -> dict[str, Any]:
+    from datetime import timedelta
+
+    from dispatch import clock
+    from dispatch.db.session import transaction
+    from dispatch.deliver import report
+
     lateness = timedelta(hours=runtime.config.schedule.max_lateness_hours)
     with transaction(runtime.sessions) as session:
         return report.issue_status(session, issue_id, clock.utcnow(), lateness)
 
 
+def _by_channel(counts: dict[str, int]) -> str:
+    """'邮件 18、企业微信 19'."""
+    return "、".join(f"{channel_word(ch)} {n}" for ch, n in counts.items()) or "无"
+
+
 def _print_status(data: dict[str, Any], configured: set[str]) -> None:
-    head = f"issue {data['issue']}: {ISSUE_WORDS[data['status']]}"
+    from rich.markup import escape
+
+    from dispatch.deliver.report import reason_words
+
+    out = console()
+    head = f"期刊 {data['issue']}：{ISSUE_WORDS[data['status']]}"
     if data["publish_at"]:
-        head += f", publication {data['publish_at']} (Asia/Shanghai)"
+        head += f"，发布时间 {data['publish_at']}（北京时间）"
     out.print(head)
     if data["overdue"]:
-        out.print(
-            "[yellow]overdue: its publication time passed while the service was down; "
-            f"it waits for staff: `dispatch send {data['issue']}`[/yellow]"
+        hint(
+            out,
+            "[yellow]已逾期：发布时间在服务停机期间过去太久，不会自动发出，等工作人员决定。"
+            "要发送：[/yellow]",
+            f"dispatch send {data['issue']}",
         )
-    table = Table("渠道", *[DELIVERY_WORDS[s] for s in DELIVERY_WORDS], "合计")
+    t = table("渠道", *DELIVERY_WORDS.values(), "合计", narrow=("渠道",))
     for channel, states in data["counts"].items():
         if not sum(states.values()):
             continue
-        table.add_row(
+        t.add_row(
             channel_word(channel),
             *[str(states.get(s, 0)) for s in DELIVERY_WORDS],
             str(sum(states.values())),
         )
-    out.print(table)
+    out.print(t)
     for channel, states in data["counts"].items():
         waiting = states.get("queued", 0)
         if waiting and channel not in configured:
+            word = channel_word(channel)
             out.print(
-                f"[yellow]{waiting} {channel} deliveries stay queued: the {channel} channel "
-                "is not configured (they go out once it is)[/yellow]"
+                f"[yellow]{word}渠道尚未配置：{waiting} 条{word}投递留在排队中，"
+                "配置好后自动发出[/yellow]"
             )
     if data["failures"]:
-        ft = Table("读者", "渠道", "尝试", "原因", title="失败")
+        ft = table("读者", "渠道", "尝试", "原因", title="失败的投递",
+                   narrow=("渠道", "尝试"))
         for f in data["failures"]:
             ft.add_row(f"{f['reader']} {escape(f['name'])}", channel_word(f["channel"]),
-                       str(f["attempts"]), escape(f["reason"] or ""))
+                       str(f["attempts"]), escape(reason_words(f["reason"] or "")))
         out.print(ft)
 
 
 def _configured(runtime: Runtime) -> set[str]:
+    from dispatch.deliver.channel import configured
+
     return set(configured(runtime.config))
 
 
 def send(
     ctx: typer.Context,
-    issue_id: Annotated[int, typer.Argument(metavar="ISSUE")],
-    wait: Annotated[bool, typer.Option("--wait", help="deliver now and return when nothing is pending")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="show who would get what, send nothing")] = False,
-    to: Annotated[str | None, typer.Option("--to", help="send one test copy to ADDRESS only")] = None,
+    issue_id: IssueId,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="在本进程里立即投递，直到没有待发的才返回")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="只列出谁会收到什么，不发送")
+    ] = False,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", metavar="ADDRESS", help="只发一份测试稿到这个邮箱，不记录"),
+    ] = None,
     recipient: Annotated[
-        str | None, typer.Option("--recipient", "-r", help="with --to: render as this reader (default: one following 全部)")
+        str | None,
+        typer.Option("--recipient", "-r", metavar="KEY",
+                     help="配合 --to：以这位读者的身份生成； 默认取一位关注“全部”的读者"),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Plan and deliver an issue now (whatever its publication time)."""
+    """立即排入并投递一期（不管发布时间到没到）。"""
+    from dispatch.db.session import transaction
+    from dispatch.lifecycle import claim_for_send
+    from dispatch.plan import fanout
+
     runtime = runtime_of(ctx)
     if to is not None:
         _send_test_copy(runtime, issue_id, to, recipient)
@@ -106,8 +132,9 @@ def send(
         before = claim_for_send(session, issue_id)
     planned = fanout.fan_out(runtime.sessions, issue_id)
     if not as_json:
-        out.print(f"issue {issue_id} ({ISSUE_WORDS[before]}): planned "
-                  + ", ".join(f"{n} {ch}" for ch, n in planned.items()))
+        console().print(
+            f"期刊 {issue_id}（原为{ISSUE_WORDS[before]}）：新排入发件箱 {_by_channel(planned)}"
+        )
     if wait:
         asyncio.run(_deliver_until_done(runtime, issue_id, show_progress=not as_json and sys.stderr.isatty()))
     data = _status_data(runtime, issue_id)
@@ -118,6 +145,15 @@ def send(
 
 
 async def _deliver_until_done(runtime: Runtime, issue_id: int, *, show_progress: bool) -> None:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from dispatch.deliver import report
     from dispatch.deliver.worker import Worker
 
     worker = Worker(runtime)
@@ -128,8 +164,8 @@ async def _deliver_until_done(runtime: Runtime, issue_id: int, *, show_progress:
             return report.pending(report.counts(session, issue_id), serving)
 
     progress = Progress(
-        TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=Console(stderr=True), disable=not show_progress,
+        TextColumn("发送中"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console(stderr=True), disable=not show_progress,
     )
     try:
         with progress:
@@ -147,6 +183,10 @@ async def _deliver_until_done(runtime: Runtime, issue_id: int, *, show_progress:
 
 
 def _dry_run(runtime: Runtime, issue_id: int, as_json: bool) -> None:
+    from rich.markup import escape
+
+    from dispatch import editorial
+    from dispatch.plan import fanout
     from dispatch.render.pipeline import IssueRenderer, ReaderView
     from dispatch.render.templates import environment
 
@@ -167,19 +207,25 @@ def _dry_run(runtime: Runtime, issue_id: int, as_json: bool) -> None:
     if as_json:
         print_json({"issue": issue_id, "by_channel": channel_counts, "readers": rows})
         return
-    table = Table("读者", "渠道", "为您推荐", title=f"issue {issue_id}: who would get what (nothing sent)")
+    t = table("读者", "渠道", "为您推荐", title=f"期刊 {issue_id}：谁会收到什么（试运行，不发送）")
     for row in rows:
-        rec = "全部内容" if row["whole_issue"] else "；".join(row["recommended"]) or "（无）"
-        table.add_row(f"{row['reader']} {escape(row['name'])}",
-                      "、".join(channel_word(ch) for ch in row["channels"]), escape(rec))
-    out.print(table)
-    out.print("deliveries: " + ", ".join(f"{n} {ch}" for ch, n in channel_counts.items()))
+        rec = "全部内容" if row["whole_issue"] else "\n".join(row["recommended"]) or "（无）"
+        t.add_row(f"{row['reader']} {escape(row['name'])}",
+                  "、".join(channel_word(ch) for ch in row["channels"]), escape(rec))
+    out = console()
+    out.print(t)
+    out.print(f"将投递：{_by_channel(channel_counts)}")
 
 
 def _send_test_copy(runtime: Runtime, issue_id: int, to: str, recipient: str | None) -> None:
-    from dispatch.cli.preview import PREVIEW_TOKEN
+    from rich.markup import escape
+
+    from dispatch import editorial
+    from dispatch.cli.preview import PREVIEW_TOKEN, receives_nothing, warn
     from dispatch.deliver.channel import Outcome, Outgoing
+    from dispatch.deliver.report import reason_words
     from dispatch.deliver.smtp import SmtpChannel
+    from dispatch.plan import fanout
     from dispatch.readers.apply import find_reader
     from dispatch.readers.validate import normalize_email
     from dispatch.render.pipeline import IssueRenderer, ReaderView
@@ -188,15 +234,20 @@ def _send_test_copy(runtime: Runtime, issue_id: int, to: str, recipient: str | N
     try:
         address = normalize_email(to)
     except ValueError as exc:
-        raise Refused(f"--to: {exc}") from exc
+        raise Refused(f"--to：{exc}") from exc
+    warning = None
     with runtime.sessions() as session:
         issue = editorial.get_issue(session, issue_id)
         if recipient:
-            reader = ReaderView.of(find_reader(session, recipient))
+            found = find_reader(session, recipient)
+            warning = receives_nothing(found)
+            reader = ReaderView.of(found)
         else:
             first = fanout.whole_issue_reader(session)
             reader = ReaderView(id=0, name="测试读者") if first is None else ReaderView.of(first)
         renderer = IssueRenderer.for_issue(issue, environment(runtime.config), runtime.config)
+    if warning:
+        warn(escape(warning))
     view = ReaderView(**{**reader.__dict__, "email": address})
     payload = renderer.email_message(view, PREVIEW_TOKEN)
     sender = renderer.links(PREVIEW_TOKEN).envelope_sender
@@ -210,16 +261,16 @@ def _send_test_copy(runtime: Runtime, issue_id: int, to: str, recipient: str | N
 
     [outcome] = asyncio.run(go())
     if outcome.kind != "sent":
-        raise Refused(f"test copy to {address} not sent ({outcome.kind}): {outcome.detail}")
-    out.print(f"test copy of issue {issue_id}, as {escape(reader.name)} reads it, sent to {address}")
+        kind = "临时失败，可稍后再试" if outcome.kind == "temporary" else "被退回"
+        raise Refused(f"测试稿没有发到 {address}（{kind}）：{reason_words(outcome.detail)}")
+    console().print(
+        f"测试稿已发到 {address}：期刊 {issue_id}，按 {escape(reader.name)} 的视角生成",
+        soft_wrap=True,
+    )
 
 
-def status(
-    ctx: typer.Context,
-    issue_id: Annotated[int, typer.Argument(metavar="ISSUE")],
-    as_json: JsonFlag = False,
-) -> None:
-    """Deliveries of an issue by channel and state, and the failures with reasons."""
+def status(ctx: typer.Context, issue_id: IssueId, as_json: JsonFlag = False) -> None:
+    """一期的投递情况：按渠道和状态计数，失败的投递及原因。"""
     runtime = runtime_of(ctx)
     data = _status_data(runtime, issue_id)
     if as_json:
@@ -228,17 +279,21 @@ def status(
         _print_status(data, _configured(runtime))
 
 
-def retry(ctx: typer.Context, issue_id: Annotated[int, typer.Argument(metavar="ISSUE")]) -> None:
-    """Queue an issue's failed deliveries again."""
+def retry(ctx: typer.Context, issue_id: IssueId) -> None:
+    """把一期失败的投递重新排队。"""
+    from dispatch import editorial
+    from dispatch.db.session import transaction
+    from dispatch.deliver import leases
+
     runtime = runtime_of(ctx)
     with transaction(runtime.sessions) as session:
         editorial.get_issue(session, issue_id)
         n = leases.retry_failed(session, issue_id)
-    out.print(f"issue {issue_id}: {n} failed deliveries queued again")
+    console().print(f"期刊 {issue_id}：{n} 个失败的投递已重新排队")
 
 
 def run(ctx: typer.Context) -> None:
-    """Serve everything in one process: web app, scheduler and a delivery worker."""
+    """运行服务：网页、定时发布和一个投递进程，都在这一个进程里；收到停止信号时干净地停下。"""
     from dispatch.service import serve
 
     _service_logging()
@@ -246,7 +301,7 @@ def run(ctx: typer.Context) -> None:
 
 
 def worker(ctx: typer.Context) -> None:
-    """A delivery worker only (more of them share the work; PostgreSQL for several machines)."""
+    """只运行一个投递进程（可以多开，分担投递；多台机器时用 PostgreSQL）。"""
     from dispatch.service import serve
 
     _service_logging()
@@ -255,11 +310,19 @@ def worker(ctx: typer.Context) -> None:
 
 def catcher(
     ctx: typer.Context,
-    folder: Annotated[Path, typer.Option("--dir", help="where messages are kept")] = Path("var/mail"),
-    listen: Annotated[str | None, typer.Option("--listen", help="host:port (default: [smtp] host and port)")] = None,
+    folder: Annotated[
+        Path, typer.Option("--dir", metavar="PATH", help="存信的文件夹； 相对路径从配置文件所在的文件夹算起")
+    ] = Path("var/mail"),
+    listen: Annotated[
+        str | None,
+        typer.Option("--listen", metavar="HOST:PORT", help="监听的主机和端口，默认用配置文件里 smtp 的设置"),
+    ] = None,
 ) -> None:
-    """A local mail catcher: receives on loopback and keeps each message as an .eml file."""
+    """本地邮件收集器，试用时代替邮件服务器：在本机收信，每封存成一个 .eml 文件。"""
+    from rich.markup import escape
+
     from dispatch.catcher import exposure_warning, serve_forever
+    from dispatch.net import split_host_port
 
     runtime = runtime_of(ctx)
     host, port = (runtime.config.smtp.host, runtime.config.smtp.port)
@@ -270,7 +333,7 @@ def catcher(
             raise Refused(f"--listen {listen}：应为 主机:端口，如 127.0.0.1:2525") from None
     warning = exposure_warning(host)
     if warning:
-        Console(stderr=True, highlight=False).print(f"[yellow]{escape(warning)}[/yellow]", soft_wrap=True)
+        console(stderr=True).print(f"[yellow]{escape(warning)}[/yellow]", soft_wrap=True)
     _service_logging()
     serve_forever(host, port, runtime.config.path(str(folder)))
 

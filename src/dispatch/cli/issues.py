@@ -1,35 +1,40 @@
-"""`dispatch issues`: ingest, show, tag, finalize."""
+"""`dispatch issues`: ingest, list, show, tag, retag, finalize, reschedule, delete."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.tree import Tree
 
-from dispatch import clock, editorial
 from dispatch.cli import JsonFlag, print_json, runtime_of
-from dispatch.cli.words import ISSUE_WORDS
-from dispatch.db.models import Issue
-from dispatch.db.session import transaction
+from dispatch.cli.screen import console, hint, table
 from dispatch.errors import Refused
-from dispatch.industries import name_of
-from dispatch.ingest import parse_file
+from dispatch.statewords import ISSUE_WORDS
 
-app = typer.Typer(no_args_is_help=True)
-out = Console(highlight=False)
+if TYPE_CHECKING:
+    from dispatch.db.models import Issue
+
+app = typer.Typer(no_args_is_help=True, help="期刊：入库、核对、打标签、定稿、改期。")
+
+IssueId = Annotated[int, typer.Argument(metavar="ID", help="期刊编号（见 dispatch issues list）")]
+LOCAL_TIME = "YYYY-MM-DD HH:MM"
+
 
 def _show_tree(issue: Issue) -> None:
-    head = f"[bold]{escape(issue.title)}[/bold]"
+    from rich.markup import escape
+    from rich.tree import Tree
+
+    from dispatch import clock, editorial
+    from dispatch.industries import name_of
+
+    head = f"期刊 {issue.id}：[bold]{escape(issue.title)}[/bold]"
     if issue.number:
         head += f" {escape(issue.number)}"
-    head += f"  #{issue.id}  {ISSUE_WORDS[issue.status]}"
+    head += f"  {ISSUE_WORDS[issue.status]}"
     if issue.publish_at:
-        head += f"  发布 {clock.show(issue.publish_at)}"
+        head += f"  发布时间 {clock.show(issue.publish_at)}（北京时间）"
     tree = Tree(head)
     for s in issue.sections:
         branch = tree.add(f"● {escape(s.title)}")
@@ -38,47 +43,96 @@ def _show_tree(issue: Issue) -> None:
             tags = "、".join(name_of(c) for c in view.codes)
             how = "[yellow]编辑指定[/yellow]" if view.overridden else "[dim]自动[/dim]"
             if view.overridden and view.auto != view.codes:
-                how += f" [dim](自动：{'、'.join(name_of(c) for c in view.auto)})[/dim]"
-            label = "[italic]编者按[/italic] " if a.kind == "note" else ""
-            leaf = branch.add(f"[cyan]{a.id}[/cyan] {label}{escape(a.title)}  〔{tags}〕 {how}")
+                how += f" [dim]（自动：{'、'.join(name_of(c) for c in view.auto)}）[/dim]"
+            # The editor's note is titled as its section (编者的话): no second label.
+            title = f"[italic]{escape(a.title)}[/italic]" if a.kind == "note" else escape(a.title)
+            leaf = branch.add(f"[cyan]{a.id}[/cyan] {title}  〔{tags}〕 {how}")
             for b in a.blocks:
                 if b["kind"] == "subheading":
                     leaf.add(f"[dim]§ {escape(b['text'])}[/dim]")
+    out = console()
     out.print(tree)
+    out.print(f"文件：{issue.source_file}", soft_wrap=True, markup=False)
+
+
+def _publish_time(text: str) -> datetime:
+    from dispatch import clock
+
+    try:
+        return clock.parse_local(text)
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"“{text}”不是“{LOCAL_TIME}”格式的北京时间", param_hint="--publish-at"
+        ) from exc
 
 
 @app.command("ingest")
 def ingest(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="issue file: .txt (the institute's format), .md or .docx")],
+    path: Annotated[
+        Path,
+        typer.Argument(metavar="PATH", help="期刊文件：.txt（情报所的格式）、.md 或 .docx"),
+    ],
+    again: Annotated[
+        bool, typer.Option("--again", help="内容与已入库的某期相同，也再建一期")
+    ] = False,
+    reuse: Annotated[
+        bool,
+        typer.Option("--reuse", help="内容已入库时不再新建，显示已有的那一期（最新的一期）"),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Turn an issue file into a draft issue of sections and tagged articles."""
+    """把期刊文件入库为草稿：栏目、文章和自动打上的产业标签。
+
+    内容已入库过的文件不再入库（说明在哪一期、什么状态），除非加 --again。"""
+    from dispatch import editorial
+    from dispatch.db.session import transaction
+    from dispatch.ingest import parse_file
+
+    if again and reuse:
+        raise typer.BadParameter("--again 与 --reuse 只能选一个", param_hint="--reuse")
     runtime = runtime_of(ctx)
     if not path.exists():
-        raise Refused(f"{path}: no such file")
+        raise Refused(f"{path}：文件不存在")
     parsed = parse_file(path)
+    reused: int | None = None
+    try:
+        with transaction(runtime.sessions) as session:
+            issue_id = editorial.store_issue(
+                session, parsed, str(path), runtime.rules, again=again
+            ).id
+    except editorial.SameContent as same:
+        if not reuse:
+            raise
+        issue_id = reused = same.issues[-1][0]
     with transaction(runtime.sessions) as session:
-        issue = editorial.store_issue(session, parsed, str(path), runtime.rules)
-        issue = editorial.get_issue(session, issue.id)
-        data = editorial.issue_json(issue)
+        issue = editorial.get_issue(session, issue_id)
+        data = {**editorial.issue_json(issue), "reused": reused is not None}
     if as_json:
         print_json(data)
-    else:
-        _show_tree(issue)
-        out.print(
-            f"stored as draft issue {issue.id}: {len(issue.sections)} sections, "
-            f"{len(issue.articles)} articles. Check the tags, then "
-            f"`dispatch issues finalize {issue.id} --publish-at \"YYYY-MM-DD HH:MM\"`."
+        return
+    out = console()
+    if reused is not None:
+        out.print(f"内容已在期刊 {reused}（{ISSUE_WORDS[issue.status]}）中：沿用它，没有再入库")
+    _show_tree(issue)
+    if reused is None:
+        hint(
+            out,
+            f"已存为草稿：期刊 {issue.id}，{len(issue.sections)} 个栏目，"
+            f"{len(issue.articles)} 篇文章。核对标签后定稿：",
+            f'dispatch issues finalize {issue.id} --publish-at "{LOCAL_TIME}"',
         )
 
 
 @app.command("list")
 def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """List issues, newest first."""
+    """列出期刊，最新的在前。"""
+    from dispatch import clock, editorial
+    from dispatch.db.session import transaction
+    from dispatch.masthead import BULLETIN
+
     runtime = runtime_of(ctx)
     with transaction(runtime.sessions) as session:
-        issues = editorial.list_issues(session)
         rows: list[dict[str, Any]] = [
             {
                 "id": i.id,
@@ -89,23 +143,34 @@ def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
                 "articles": len(i.articles),
                 "source_file": i.source_file,
             }
-            for i in issues
+            for i in editorial.list_issues(session)
         ]
     if as_json:
         print_json(rows)
         return
-    table = Table("ID", "期号", "标题", "状态", "发布时间", "文章", "来源文件")
+    out = console()
+    if not rows:
+        hint(out, "还没有期刊。入库一期：", "dispatch issues ingest PATH")
+        return
+    # To keep within 80 columns: the title only when it is not the bulletin's own (the
+    # same in every row), and the file's name, never wrapped: cut short with … if need be
+    # (the whole path is in `issues show`).
+    t = table("ID", "期号", "状态", "发布时间", "篇数", "文件",
+              narrow=("ID", "状态", "发布时间", "篇数", "文件"))
     for r in rows:
-        table.add_row(
-            str(r["id"]), r["number"] or "", r["title"], ISSUE_WORDS[r["status"]],
-            r["publish_at"] or "", str(r["articles"]), r["source_file"],
-        )
-    out.print(table if rows else "no issues yet: `dispatch issues ingest FILE`")
+        name = " ".join(p for p in (
+            r["title"] if r["title"] != BULLETIN else "", r["number"] or "") if p)
+        t.add_row(str(r["id"]), name, ISSUE_WORDS[r["status"]], r["publish_at"] or "",
+                  str(r["articles"]), Path(r["source_file"]).name)
+    out.print(t)
 
 
 @app.command("show")
-def show(ctx: typer.Context, issue_id: Annotated[int, typer.Argument(metavar="ID")], as_json: JsonFlag = False) -> None:
-    """Show an issue's sections, articles and tags (automatic or the editor's)."""
+def show(ctx: typer.Context, issue_id: IssueId, as_json: JsonFlag = False) -> None:
+    """显示一期的栏目、文章和标签（自动的，或编辑指定的）。"""
+    from dispatch import editorial
+    from dispatch.db.session import transaction
+
     runtime = runtime_of(ctx)
     with transaction(runtime.sessions) as session:
         issue = editorial.get_issue(session, issue_id)
@@ -119,30 +184,39 @@ def show(ctx: typer.Context, issue_id: Annotated[int, typer.Argument(metavar="ID
 @app.command("tag")
 def tag(
     ctx: typer.Context,
-    article_id: Annotated[int, typer.Argument(metavar="ARTICLE")],
+    article_id: Annotated[
+        int, typer.Argument(metavar="ARTICLE", help="文章编号（见 dispatch issues show ID）")
+    ],
     set_: Annotated[
         str | None,
-        typer.Option("--set", help="industries by name or code, e.g. 生物医药,新能源汽车 (or 综合)"),
+        typer.Option("--set", help="产业名称或代码，如 生物医药,新能源汽车（或 综合）"),
     ] = None,
-    auto: Annotated[bool, typer.Option("--auto", help="drop the override, back to automatic tags")] = False,
+    auto: Annotated[bool, typer.Option("--auto", help="取消编辑指定，恢复自动标签")] = False,
 ) -> None:
-    """Override an article's industry tags (kept when the issue is re-tagged)."""
+    """编辑指定一篇文章的产业标签（重新打标签时保留）。"""
+    from rich.markup import escape
+
+    from dispatch import editorial
+    from dispatch.db.session import transaction
+
     if (set_ is None) == (not auto):
-        raise typer.BadParameter("give either --set INDUSTRIES or --auto")
+        raise typer.BadParameter("--set 产业 与 --auto 必须给一个，且只能给一个")
     runtime = runtime_of(ctx)
     codes = editorial.parse_tag_codes(set_) if set_ is not None else None
     with transaction(runtime.sessions) as session:
         article = editorial.set_tags(session, article_id, codes)
         view = editorial.tag_view(article)
         title = article.title
-    how = "editor's override" if view.overridden else "automatic"
-    out.print(f"{article_id} {escape(title)}: {view.words} ({how})")
+    how = "编辑指定" if view.overridden else "自动"
+    console().print(f"文章 {article_id} {escape(title)}：{view.words}（{how}）")
 
 
 @app.command("retag")
-def retag(ctx: typer.Context, issue_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
-    """Re-run the keyword rules on a draft (after editing rules/industries.toml).
-    Editors' overrides are kept."""
+def retag(ctx: typer.Context, issue_id: IssueId) -> None:
+    """按关键词规则重新给草稿打标签（改了 rules/industries.toml 之后）；编辑指定的标签保留。"""
+    from dispatch import editorial
+    from dispatch.db.session import transaction
+
     runtime = runtime_of(ctx)
     with transaction(runtime.sessions) as session:
         issue = editorial.get_issue(session, issue_id)
@@ -153,32 +227,52 @@ def retag(ctx: typer.Context, issue_id: Annotated[int, typer.Argument(metavar="I
 @app.command("finalize")
 def finalize(
     ctx: typer.Context,
-    issue_id: Annotated[int, typer.Argument(metavar="ID")],
+    issue_id: IssueId,
     publish_at: Annotated[
         str | None,
-        typer.Option("--publish-at", help='local time (Asia/Shanghai), "YYYY-MM-DD HH:MM"; default now'),
+        typer.Option("--publish-at", help=f"发布时间（北京时间），“{LOCAL_TIME}”；不给则立即发布"),
     ] = None,
 ) -> None:
-    """Freeze an issue and set its publication time; the scheduler sends it then."""
-    when = None
-    if publish_at is not None:
-        try:
-            when = clock.parse_local(publish_at)
-        except ValueError as exc:
-            raise typer.BadParameter(
-                f'{publish_at!r} is not "YYYY-MM-DD HH:MM"', param_hint="--publish-at"
-            ) from exc
+    """定稿：冻结内容，设定发布时间；到时自动发送。"""
+    from dispatch import clock, editorial
+    from dispatch.db.session import transaction
+
+    when = _publish_time(publish_at) if publish_at is not None else None
     runtime = runtime_of(ctx)
     with transaction(runtime.sessions) as session:
         issue = editorial.finalize(session, issue_id, when)
         at = clock.show(issue.publish_at)
-    out.print(f"issue {issue_id} finalized; publication {at} (Asia/Shanghai)")
+    console().print(f"期刊 {issue_id} 已定稿，发布时间 {at}（北京时间）")
+
+
+@app.command("reschedule")
+def reschedule(
+    ctx: typer.Context,
+    issue_id: IssueId,
+    publish_at: Annotated[
+        str, typer.Option("--publish-at", help=f"新的发布时间（北京时间），“{LOCAL_TIME}”")
+    ],
+) -> None:
+    """改一期已定稿、尚未开始发送的期刊的发布时间。"""
+    from dispatch import clock, editorial
+    from dispatch.db.session import transaction
+
+    when = _publish_time(publish_at)
+    runtime = runtime_of(ctx)
+    with transaction(runtime.sessions) as session:
+        issue = editorial.reschedule(session, issue_id, when)
+        at = clock.show(issue.publish_at)
+    console().print(f"期刊 {issue_id} 的发布时间改为 {at}（北京时间）")
 
 
 @app.command("delete")
-def delete(ctx: typer.Context, issue_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
-    """Delete a draft issue (finalized issues are kept)."""
+def delete(ctx: typer.Context, issue_id: IssueId) -> None:
+    """删除一期草稿（已定稿的期刊保留）。"""
+    from dispatch import editorial
+    from dispatch.db.session import transaction
+
     runtime = runtime_of(ctx)
     with transaction(runtime.sessions) as session:
         editorial.delete_draft(session, issue_id)
-    out.print(f"draft issue {issue_id} deleted")
+    console().print(f"草稿期刊 {issue_id} 已删除")
+

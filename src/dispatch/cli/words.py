@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from dispatch.readers import channel_words
+from dispatch.statewords import DELIVERY_WORDS, ISSUE_WORDS
 
-ISSUE_WORDS = {"draft": "草稿", "finalized": "已定稿", "sending": "发送中", "sent": "已发送"}
-DELIVERY_WORDS = {
-    "queued": "排队", "sending": "发送中", "sent": "已发送", "retry": "待重试",
-    "failed": "失败", "cancelled": "已取消",
-}
+__all__ = ["DELIVERY_WORDS", "ISSUE_WORDS", "channel_word"]
 
 
 def channel_word(channel: str) -> str:

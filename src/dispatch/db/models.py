@@ -66,6 +66,9 @@ class Issue(Base):
     issue_date: Mapped[date | None] = mapped_column(Date)
     source_file: Mapped[str] = mapped_column(String(500))
     source_format: Mapped[str] = mapped_column(String(20))
+    # dispatch.content_hash of what was stored: ingesting the same content again is refused
+    # unless asked for (`--again`). Migration 0005 backfilled the issues stored before it.
+    content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     status: Mapped[str] = mapped_column(String(20), default="draft")
     publish_at: Mapped[datetime | None] = mapped_column(DateTime)
     finalized_at: Mapped[datetime | None] = mapped_column(DateTime)

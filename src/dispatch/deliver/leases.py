@@ -40,8 +40,7 @@ from dispatch.db.models import (
 from dispatch.db.session import is_postgres, rowcount
 from dispatch.deliver.channel import Outcome
 from dispatch.deliver.retry import BASE, HORIZON, backoff, describe_span, gives_up
-from dispatch.errors import Refused
-from dispatch.lifecycle import lock_issue, reopen
+from dispatch.lifecycle import lock_issue, not_found, reopen
 
 log = logging.getLogger(__name__)
 
@@ -392,7 +391,7 @@ def retry_failed(session: Session, issue_id: int, now: datetime | None = None) -
     now = now or utcnow()
     # The issue before its rows: see dispatch.lifecycle on locking.
     if lock_issue(session, issue_id) is None:
-        raise Refused(f"issue {issue_id}: no such issue")
+        raise not_found(issue_id)
     result = session.execute(
         update(Delivery)
         .where(Delivery.issue_id == issue_id, Delivery.state == "failed")

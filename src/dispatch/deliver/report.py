@@ -1,8 +1,14 @@
 """What staff see of an issue's deliveries: how many by channel and state, which failed
-and why, and the summary `dispatch status` and `dispatch send` print (or give as JSON)."""
+and why, and the summary `dispatch status` and `dispatch send` print (or give as JSON).
+
+A delivery's reason is stored as the worker and the channel wrote it, in English (the same
+words as the logs; `--json` gives it so); `reason_words` says it in Chinese for staff,
+keeping a mail server's reply word for word after a Chinese lead-in.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -91,3 +97,63 @@ def issue_status(
         ],
         "overdue": issue_id in {i.id for i in overdue(session, now, max_lateness)},
     }
+
+
+# Lead-ins the worker (dispatch.deliver.worker), the outbox (leases) and the email channel
+# (smtp) write, in Chinese. What follows the colon is kept as it is (a server's reply, an
+# exception's text), but after the lead-ins in _NESTING: a reason of its own.
+_LEAD_INS = {
+    "not sent": "未发送",
+    "the issue can't be rendered": "本期无法生成",
+    "render error": "生成出错",
+    "channel error": "渠道出错",
+    "not attempted": "未尝试发送",
+    "authentication refused": "邮件服务器拒绝登录",
+    "TLS certificate not trusted": "邮件服务器的 TLS 证书不受信任",
+    "could not connect": "连不上邮件服务器",
+    "MAIL FROM refused": "邮件服务器拒收发件地址",
+    "not supported by the server": "邮件服务器不支持",
+    "connection lost": "与邮件服务器的连接中断",
+    "invalid address": "地址无效",
+    "unexpected error": "意外错误",
+}
+_NESTING = {"not sent", "not attempted"}
+_WHOLE = {
+    "reader is inactive": "读者已停用",
+    "reader is unsubscribed": "读者已退订",
+    "reader removed": "读者已删除",
+    "permanent failure": "永久失败",
+    "temporary failure": "临时失败",
+    "no connection": "没有可用的连接",
+}
+_GAVE_UP = re.compile(r"gave up after (\d+) attempts in ([^:]+): (.*)", re.DOTALL)
+_TIMED_OUT = re.compile(r"timed out after ([\d.]+)s: (.*)", re.DOTALL)
+_SPAN_UNITS = {"d": "天", "h": "小时", "min": "分钟"}
+_SERVER_REPLY = re.compile(r"[2-5]\d\d[ -]")
+
+
+def _span_words(span: str) -> str:
+    """'2 d 3 h' (dispatch.deliver.retry.describe_span) → '2 天 3 小时'."""
+    words = span.split()
+    return " ".join(_SPAN_UNITS.get(w, w) for w in words)
+
+
+def reason_words(reason: str) -> str:
+    """A stored reason as staff read it: '550 5.1.1 user unknown' → '邮件服务器退回：550
+    5.1.1 user unknown'; 'not sent: reader is inactive' → '未发送：读者已停用'."""
+    if reason in _WHOLE:
+        return _WHOLE[reason]
+    gave_up = _GAVE_UP.fullmatch(reason)
+    if gave_up:
+        attempts, span, rest = gave_up.groups()
+        return f"试了 {attempts} 次、历时 {_span_words(span)}后放弃：{reason_words(rest)}"
+    timed_out = _TIMED_OUT.fullmatch(reason)
+    if timed_out:
+        seconds, rest = timed_out.groups()
+        return f"{seconds} 秒无应答，超时：{rest}"
+    lead, sep, rest = reason.partition(": ")
+    if sep and lead in _LEAD_INS:
+        return f"{_LEAD_INS[lead]}：{reason_words(rest) if lead in _NESTING else rest}"
+    if _SERVER_REPLY.match(reason):
+        return f"邮件服务器回复：{reason}"
+    return reason

@@ -167,18 +167,18 @@ class SmtpChannel:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if concurrency < 1:
-            raise Refused(f"[smtp] concurrency = {concurrency}: must be at least 1")
+            raise Refused(f"[smtp] concurrency = {concurrency}：至少为 1")
         if timeout_seconds <= 0:
-            raise Refused(f"[smtp] timeout_seconds = {timeout_seconds}: must be more than 0")
+            raise Refused(f"[smtp] timeout_seconds = {timeout_seconds}：必须大于 0")
         if not tls_verify and security != "none" and not is_loopback(host):
             raise Refused(
-                f"[smtp] tls_verify = false is only for a mail catcher on loopback, not "
-                f"{host!r}: set tls_ca_file to the private CA's certificate instead"
+                f"[smtp] tls_verify = false 只用于本机回环地址上的邮件捕获器，不能用于 {host}："
+                "请改为把私有 CA 的证书设为 tls_ca_file"
             )
         if username and security == "none" and not is_loopback(host):
             raise Refused(
-                f"[smtp] username is set but security = 'none': the password would cross "
-                f"the network in clear to {host!r}; use starttls or tls"
+                f"[smtp] 设置了 username，但 security = 'none'：密码会以明文发往 {host}；"
+                "请改用 starttls 或 tls"
             )
         self.host = host
         self.port = port

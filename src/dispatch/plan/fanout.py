@@ -33,7 +33,8 @@ from dispatch.clock import utcnow
 from dispatch.db.models import CHANNELS, Delivery, Issue, Reader, ReaderChannel
 from dispatch.db.session import is_postgres, transaction
 from dispatch.errors import Refused
-from dispatch.lifecycle import mark_planned
+from dispatch.lifecycle import mark_planned, not_found
+from dispatch.statewords import ISSUE_WORDS
 from dispatch.track.tokens import new_token
 
 log = logging.getLogger(__name__)
@@ -82,12 +83,12 @@ def _plan_chunk(
     channel, and where the next chunk starts (None when this was the last)."""
     status = session.scalar(select(Issue.status).where(Issue.id == issue_id))
     if status is None:
-        raise Refused(f"issue {issue_id}: no such issue")
+        raise not_found(issue_id)
     if status != "sending":
         # Only a claimed issue is planned: claim_due or claim_for_send move it to sending.
         raise Refused(
-            f"issue {issue_id} is {status}, not sending: it is planned when due, "
-            "or by `dispatch send`"
+            f"期刊 {issue_id} {ISSUE_WORDS[status]}，不在发送中：到发布时间自动排入发件箱，"
+            f"或用 dispatch send {issue_id}"
         )
     insert = postgresql.insert if is_postgres(session) else sqlite.insert
     # One statement, compiled once and cached; each chunk runs as an executemany that
@@ -192,8 +193,11 @@ def planned_token(session: Session, issue_id: int, reader_id: int, channel: str)
 
 
 def whole_issue_reader(session: Session) -> Reader | None:
-    """The first reader following 全部 (whoever their status): whom a test copy is
-    rendered as when staff name no one."""
+    """The first reader following 全部, an active one if there is any: whom a test copy
+    is rendered as when staff name no one."""
     return session.scalars(
-        select(Reader).where(Reader.follows_all.is_(True)).order_by(Reader.id).limit(1)
+        select(Reader)
+        .where(Reader.follows_all.is_(True))
+        .order_by(ACTIVE.desc(), Reader.id)
+        .limit(1)
     ).first()
