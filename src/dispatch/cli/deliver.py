@@ -2,35 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from dispatch import clock, editorial
+from dispatch import clock
 from dispatch.cli import JsonFlag, print_json, runtime_of
 from dispatch.cli.words import DELIVERY_WORDS, ISSUE_WORDS, channel_word
-from dispatch.db.session import transaction
-from dispatch.deliver import leases, report
-from dispatch.deliver.channel import configured
 from dispatch.errors import Refused
-from dispatch.lifecycle import claim_for_send
 from dispatch.net import split_host_port
-from dispatch.plan import fanout
-from dispatch.runtime import Runtime
+
+if TYPE_CHECKING:
+    from dispatch.runtime import Runtime
 
 out = Console(highlight=False)
 
 
 def _service_logging() -> None:
+    import logging
+
     level = logging.getLogger().level
     if level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
@@ -39,12 +33,18 @@ def _service_logging() -> None:
 
 
 def _status_data(runtime: Runtime, issue_id: int) -> dict:
+    from dispatch.db.session import transaction
+    from dispatch.deliver import report
+
     lateness = timedelta(hours=runtime.config.schedule.max_lateness_hours)
     with transaction(runtime.sessions) as session:
         return report.issue_status(session, issue_id, clock.utcnow(), lateness)
 
 
 def _print_status(data: dict, configured: set[str]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     head = f"issue {data['issue']}: {ISSUE_WORDS[data['status']]}"
     if data["publish_at"]:
         head += f", publication {data['publish_at']} (Asia/Shanghai)"
@@ -80,6 +80,8 @@ def _print_status(data: dict, configured: set[str]) -> None:
 
 
 def _configured(runtime: Runtime) -> set[str]:
+    from dispatch.deliver.channel import configured
+
     return set(configured(runtime.config))
 
 
@@ -95,6 +97,12 @@ def send(
     as_json: JsonFlag = False,
 ) -> None:
     """Plan and deliver an issue now (whatever its publication time)."""
+    import asyncio
+
+    from dispatch.db.session import transaction
+    from dispatch.lifecycle import claim_for_send
+    from dispatch.plan import fanout
+
     runtime = runtime_of(ctx)
     if to is not None:
         _send_test_copy(runtime, issue_id, to, recipient)
@@ -118,6 +126,12 @@ def send(
 
 
 async def _deliver_until_done(runtime: Runtime, issue_id: int, *, show_progress: bool) -> None:
+    import asyncio
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from dispatch.deliver import report
     from dispatch.deliver.worker import Worker
 
     worker = Worker(runtime)
@@ -147,6 +161,11 @@ async def _deliver_until_done(runtime: Runtime, issue_id: int, *, show_progress:
 
 
 def _dry_run(runtime: Runtime, issue_id: int, as_json: bool) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from dispatch import editorial
+    from dispatch.plan import fanout
     from dispatch.render.pipeline import IssueRenderer, ReaderView
     from dispatch.render.templates import environment
 
@@ -177,9 +196,15 @@ def _dry_run(runtime: Runtime, issue_id: int, as_json: bool) -> None:
 
 
 def _send_test_copy(runtime: Runtime, issue_id: int, to: str, recipient: str | None) -> None:
+    import asyncio
+
+    from rich.markup import escape
+
+    from dispatch import editorial
     from dispatch.cli.preview import PREVIEW_TOKEN
     from dispatch.deliver.channel import Outgoing
     from dispatch.deliver.smtp import SmtpChannel
+    from dispatch.plan import fanout
     from dispatch.readers.apply import find_reader
     from dispatch.readers.validate import normalize_email
     from dispatch.render.pipeline import IssueRenderer, ReaderView
@@ -230,6 +255,10 @@ def status(
 
 def retry(ctx: typer.Context, issue_id: Annotated[int, typer.Argument(metavar="ISSUE")]) -> None:
     """Queue an issue's failed deliveries again."""
+    from dispatch import editorial
+    from dispatch.db.session import transaction
+    from dispatch.deliver import leases
+
     runtime = runtime_of(ctx)
     with transaction(runtime.sessions) as session:
         editorial.get_issue(session, issue_id)
@@ -239,6 +268,8 @@ def retry(ctx: typer.Context, issue_id: Annotated[int, typer.Argument(metavar="I
 
 def run(ctx: typer.Context) -> None:
     """Serve everything in one process: web app, scheduler and a delivery worker."""
+    import asyncio
+
     from dispatch.service import serve
 
     _service_logging()
@@ -247,6 +278,8 @@ def run(ctx: typer.Context) -> None:
 
 def worker(ctx: typer.Context) -> None:
     """A delivery worker only (more of them share the work; PostgreSQL for several machines)."""
+    import asyncio
+
     from dispatch.service import serve
 
     _service_logging()
@@ -259,6 +292,9 @@ def catcher(
     listen: Annotated[str | None, typer.Option("--listen", help="host:port (default: [smtp] host and port)")] = None,
 ) -> None:
     """A local mail catcher: receives on loopback and keeps each message as an .eml file."""
+    from rich.console import Console
+    from rich.markup import escape
+
     from dispatch.catcher import exposure_warning, serve_forever
 
     runtime = runtime_of(ctx)

@@ -3,27 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.tree import Tree
 
-from dispatch import clock, editorial
+from dispatch import clock
 from dispatch.cli import JsonFlag, print_json, runtime_of
 from dispatch.cli.words import ISSUE_WORDS
-from dispatch.db.models import Issue
-from dispatch.db.session import transaction
 from dispatch.errors import Refused
 from dispatch.industries import name_of
-from dispatch.ingest import parse_file
+
+if TYPE_CHECKING:
+    from dispatch.db.models import Issue
 
 app = typer.Typer(no_args_is_help=True)
 out = Console(highlight=False)
 
 def _show_tree(issue: Issue) -> None:
+    from rich.markup import escape
+    from rich.tree import Tree
+
+    from dispatch import editorial
+
     head = f"[bold]{escape(issue.title)}[/bold]"
     if issue.number:
         head += f" {escape(issue.number)}"
@@ -54,6 +56,10 @@ def ingest(
     as_json: JsonFlag = False,
 ) -> None:
     """Turn an issue file into a draft issue of sections and tagged articles."""
+    from dispatch import editorial
+    from dispatch.db.session import transaction
+    from dispatch.ingest import parse_file
+
     runtime = runtime_of(ctx)
     if not path.exists():
         raise Refused(f"{path}: no such file")
@@ -76,6 +82,11 @@ def ingest(
 @app.command("list")
 def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """List issues, newest first."""
+    from rich.table import Table
+
+    from dispatch import editorial
+    from dispatch.db.session import transaction
+
     runtime = runtime_of(ctx)
     with transaction(runtime.sessions) as session:
         issues = editorial.list_issues(session)
@@ -106,6 +117,9 @@ def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 @app.command("show")
 def show(ctx: typer.Context, issue_id: Annotated[int, typer.Argument(metavar="ID")], as_json: JsonFlag = False) -> None:
     """Show an issue's sections, articles and tags (automatic or the editor's)."""
+    from dispatch import editorial
+    from dispatch.db.session import transaction
+
     runtime = runtime_of(ctx)
     with transaction(runtime.sessions) as session:
         issue = editorial.get_issue(session, issue_id)
@@ -127,6 +141,11 @@ def tag(
     auto: Annotated[bool, typer.Option("--auto", help="drop the override, back to automatic tags")] = False,
 ) -> None:
     """Override an article's industry tags (kept when the issue is re-tagged)."""
+    from rich.markup import escape
+
+    from dispatch import editorial
+    from dispatch.db.session import transaction
+
     if (set_ is None) == (not auto):
         raise typer.BadParameter("give either --set INDUSTRIES or --auto")
     runtime = runtime_of(ctx)
@@ -143,6 +162,9 @@ def tag(
 def retag(ctx: typer.Context, issue_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
     """Re-run the keyword rules on a draft (after editing rules/industries.toml).
     Editors' overrides are kept."""
+    from dispatch import editorial
+    from dispatch.db.session import transaction
+
     runtime = runtime_of(ctx)
     with transaction(runtime.sessions) as session:
         issue = editorial.get_issue(session, issue_id)
@@ -160,6 +182,9 @@ def finalize(
     ] = None,
 ) -> None:
     """Freeze an issue and set its publication time; the scheduler sends it then."""
+    from dispatch import editorial
+    from dispatch.db.session import transaction
+
     when = None
     if publish_at is not None:
         try:
@@ -178,6 +203,9 @@ def finalize(
 @app.command("delete")
 def delete(ctx: typer.Context, issue_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
     """Delete a draft issue (finalized issues are kept)."""
+    from dispatch import editorial
+    from dispatch.db.session import transaction
+
     runtime = runtime_of(ctx)
     with transaction(runtime.sessions) as session:
         editorial.delete_draft(session, issue_id)

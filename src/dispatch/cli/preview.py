@@ -7,11 +7,8 @@ from typing import Annotated
 
 import typer
 
-from dispatch import editorial
 from dispatch.cli import runtime_of
-from dispatch.db.session import transaction
 from dispatch.errors import Refused
-from dispatch.plan.fanout import planned_token
 
 # A well-formed token that no delivery has: links in a preview lead to a 404 page.
 PREVIEW_TOKEN = "previewpreviewpreviewpreviewprev"
@@ -32,6 +29,10 @@ def preview(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="write to FILE")] = None,
 ) -> None:
     """Show exactly what a reader would get for an issue."""
+    from dispatch import editorial
+    from dispatch.db.session import transaction
+    from dispatch.plan.fanout import planned_token
+
     # Imported here: rendering pulls in premailer and lxml, which every other command
     # would pay for at start-up.
     from dispatch.readers.apply import find_reader
