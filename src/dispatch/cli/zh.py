@@ -84,6 +84,8 @@ _OPENERS = frozenset("（《「『【〈“‘")
 
 def cells(text: str) -> int:
     """How many terminal columns `text` takes."""
+    if text.isascii():
+        return len(text)
     return sum(
         0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
         for ch in text
@@ -94,28 +96,27 @@ def wrap(text: str, width: int, first: str = "", rest: str = "") -> list[str]:
     """One paragraph as lines of at most `width` cells (a longer word is never split:
     a command, a path or an address stays whole). `first` and `rest` are the indents."""
     lines: list[str] = []
-    indent, line = first, list[tuple[bool, str]]()  # (a space before?, token)
+    indent, line, used = first, list[tuple[str, str, int]](), cells(first)  # (gap, token, cells)
     space = False
     for token in _TOKENS.findall(text):
         if token.isspace():
             space = bool(line)
             continue
-        line.append((space, token))
+        gap = " " if space else ""
+        line.append((gap, token, cells(token)))
+        used += len(gap) + line[-1][2]
         space = False
-        if len(line) > 1 and cells(_join(indent, line)) > width:
+        if len(line) > 1 and used > width:
             # The token goes to the next line; a closing mark takes the word before with
             # it, and an opening mark goes with the word after it.
             keep = len(line) - (2 if token in _CLOSERS and len(line) > 2 else 1)
             if keep > 1 and line[keep - 1][1] in _OPENERS:
                 keep -= 1
-            lines.append(_join(indent, line[:keep]))
-            indent, line = rest, [(False, t) for _, t in line[keep:]]
-    lines.append(_join(indent, line))
+            lines.append(indent + "".join(g + t for g, t, _ in line[:keep]))
+            indent, line = rest, [("", t, n) for _, t, n in line[keep:]]
+            used = cells(rest) + sum(n for _, _, n in line)
+    lines.append(indent + "".join(g + t for g, t, _ in line))
     return lines
-
-
-def _join(indent: str, line: list[tuple[bool, str]]) -> str:
-    return indent + "".join((" " if space else "") + token for space, token in line)
 
 
 def _paragraphs(text: str) -> Iterator[tuple[bool, str]]:
