@@ -137,13 +137,15 @@ def main() -> None:
         rows.append((f"reimport_{args.rows // 1000}k", "  the same file again (no change)",
                      [run(importing)]))
 
-    print(f"{'':<52} {'best s':>8} {'median s':>9} {'CPU s':>7} {'peak MB':>8}", file=sys.stderr)
+    width = max(len(label) for _, label, _ in rows)
+    print(f"{'':<{width}} {'best s':>8} {'median s':>9} {'CPU s':>7} {'peak MB':>8}",
+          file=sys.stderr)
     result: dict[str, float] = {}
     for key, label, runs in rows:
         best = min(runs, key=lambda r: r.seconds)
         median = statistics.median(r.seconds for r in runs)
         peak = max(r.peak_rss_mb for r in runs)
-        print(f"{label:<52} {best.seconds:8.3f} {median:9.3f} {best.cpu:7.3f} {peak:8.1f}",
+        print(f"{label:<{width}} {best.seconds:8.3f} {median:9.3f} {best.cpu:7.3f} {peak:8.1f}",
               file=sys.stderr)
         result[f"{key}_s"] = round(best.seconds, 4)
         if len(runs) > 1:
