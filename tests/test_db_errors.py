@@ -117,7 +117,7 @@ def test_verbose_adds_the_traceback_and_still_hides_the_password(tmp_path):
     r = d("-v", "issues", "list", env={"DISPATCH_DATABASE_URL": url})
     assert r.exit_code == 1
     assert "Traceback" in r.stderr and "OperationalError" in r.stderr
-    assert r.stderr.strip().splitlines()[-1].startswith("error: 连不上 PostgreSQL")
+    assert r.stderr.strip().splitlines()[-1].startswith("错误：连不上 PostgreSQL")
     assert PASSWORD not in r.stdout + r.stderr
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -117,6 +116,8 @@ def send(
     as_json: JsonFlag = False,
 ) -> None:
     """立即排入并投递一期（不管发布时间到没到）。"""
+    import asyncio
+
     from dispatch.db.session import transaction
     from dispatch.lifecycle import claim_for_send
     from dispatch.plan import fanout
@@ -145,6 +146,8 @@ def send(
 
 
 async def _deliver_until_done(runtime: Runtime, issue_id: int, *, show_progress: bool) -> None:
+    import asyncio
+
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -218,6 +221,8 @@ def _dry_run(runtime: Runtime, issue_id: int, as_json: bool) -> None:
 
 
 def _send_test_copy(runtime: Runtime, issue_id: int, to: str, recipient: str | None) -> None:
+    import asyncio
+
     from rich.markup import escape
 
     from dispatch import editorial
@@ -294,6 +299,8 @@ def retry(ctx: typer.Context, issue_id: IssueId) -> None:
 
 def run(ctx: typer.Context) -> None:
     """运行服务：网页、定时发布和一个投递进程，都在这一个进程里；收到停止信号时干净地停下。"""
+    import asyncio
+
     from dispatch.service import serve
 
     _service_logging()
@@ -302,6 +309,8 @@ def run(ctx: typer.Context) -> None:
 
 def worker(ctx: typer.Context) -> None:
     """只运行一个投递进程（可以多开，分担投递；多台机器时用 PostgreSQL）。"""
+    import asyncio
+
     from dispatch.service import serve
 
     _service_logging()
@@ -315,7 +324,7 @@ def catcher(
     ] = Path("var/mail"),
     listen: Annotated[
         str | None,
-        typer.Option("--listen", metavar="HOST:PORT", help="监听的主机和端口，默认用配置文件里 smtp 的设置"),
+        typer.Option("--listen", metavar="HOST:PORT", help="监听的主机和端口，默认同配置文件 [smtp] 里的主机和端口"),
     ] = None,
 ) -> None:
     """本地邮件收集器，试用时代替邮件服务器：在本机收信，每封存成一个 .eml 文件。"""

@@ -4,42 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from dispatch import clock
-from dispatch.cli import JsonFlag, err, print_json, runtime_of
-from dispatch.db.models import Reader
-from dispatch.db.session import transaction
+from dispatch.cli import JsonFlag, print_json, runtime_of
+from dispatch.cli.screen import console
 from dispatch.errors import Refused
 from dispatch.industries import describe
 from dispatch.readers import COLUMNS, ImportReport, ReaderRecord, channel_words, status_word
-from dispatch.readers.apply import (
-    RecordRefused,
-    add_reader,
-    find_reader,
-    import_lists,
-    load_readers,
-    set_status,
-    update_reader,
-)
-from dispatch.readers.export import export as export_readers
-from dispatch.readers.validate import (
-    build_record,
-    parse_channels,
-    parse_industries,
-    parse_status,
-)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from dispatch.db.models import Reader
 
 app = typer.Typer(no_args_is_help=True)
 
 
 def _out() -> Console:
     # Made per command, so the terminal's width (or $COLUMNS) at the time counts.
+    from rich.console import Console
+
     return Console(highlight=False)
 
 KeyArg = Annotated[str, typer.Argument(help="the reader: email, WeChat Work user id, or id")]
@@ -91,6 +79,8 @@ def import_(
     as_json: JsonFlag = False,
 ) -> None:
     """Import reader lists: all of them are checked first; any error, nothing is written."""
+    from dispatch.readers.apply import import_lists
+
     report = import_lists(runtime_of(ctx).sessions, paths, dry_run=dry_run)
     if as_json:
         print_json(report.to_json())
@@ -101,9 +91,12 @@ def import_(
 
 
 def _print_report(report: ImportReport) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     if report.errors:
         for e in report.errors:
-            err.print(escape(str(e)), soft_wrap=True)
+            console(stderr=True).print(escape(str(e)), soft_wrap=True)
         return
     table = Table(title="读者名单导入")
     for label in ("新增", "更新", "未变", "合计"):
@@ -139,6 +132,10 @@ def export(
     status: Annotated[str | None, typer.Option(help="only 正常/active, 停用/inactive or 退订/unsubscribed")] = None,
 ) -> None:
     """Write the readers as a list that Excel opens and `import` reads back unchanged."""
+    from dispatch.db.session import transaction
+    from dispatch.readers.apply import load_readers
+    from dispatch.readers.export import export as export_readers
+
     keep = _filter(industry, group, channel, status)
     with transaction(runtime_of(ctx).sessions) as session:
         readers = [r for r in load_readers(session) if keep(r)]
@@ -151,6 +148,8 @@ def export(
 
 def _filter(industry: str | None, group: str | None, channel: str | None,
             status: str | None) -> Callable[[Reader], bool]:
+    from dispatch.readers.validate import parse_channels, parse_industries, parse_status
+
     tests: list[Callable[[Reader], bool]] = []
     if industry is not None:
         try:
@@ -178,6 +177,9 @@ def _filter(industry: str | None, group: str | None, channel: str | None,
 
 
 def _reader_table(readers: list[Reader], title: str | None = None) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(title=title)
     table.add_column("ID", justify="right")
     for f, label in COLUMNS.items():
@@ -205,6 +207,9 @@ def list_(
     as_json: JsonFlag = False,
 ) -> None:
     """List readers."""
+    from dispatch.db.session import transaction
+    from dispatch.readers.apply import load_readers
+
     keep = _filter(industry, group, channel, status)
     with transaction(runtime_of(ctx).sessions) as session:
         readers = [r for r in load_readers(session) if keep(r)]
@@ -217,12 +222,18 @@ def list_(
 @app.command("show")
 def show(ctx: typer.Context, key: KeyArg, as_json: JsonFlag = False) -> None:
     """Show one reader."""
+    from dispatch.db.session import transaction
+    from dispatch.readers.apply import find_reader
+
     with transaction(runtime_of(ctx).sessions) as session:
         r = find_reader(session, key)
         _show(r, as_json)
 
 
 def _show(r: Reader, as_json: bool) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     if as_json:
         print_json(reader_json(r))
         return
@@ -264,11 +275,14 @@ def _fields(
 
 
 def _record(values: dict[str, str | None], *, need_identity: bool) -> ReaderRecord:
+    from dispatch.readers.apply import RecordRefused
+    from dispatch.readers.validate import build_record
+
     record, errors = build_record(
         {f: v for f, v in values.items() if v is not None},
         file="command line", row=None, labels=FIELD_LABELS, need_identity=need_identity,
     )
-    if record is None:  # then there are errors
+    if record is None:
         raise RecordRefused(errors)
     return record
 
@@ -287,6 +301,9 @@ def add(
     as_json: JsonFlag = False,
 ) -> None:
     """Add one reader (checked as an imported row is)."""
+    from dispatch.db.session import transaction
+    from dispatch.readers.apply import add_reader
+
     values = _fields(name, email, wecom, industries, channels, org, position, group)
     record = _record(values, need_identity=True)
     with transaction(runtime_of(ctx).sessions) as session:
@@ -312,9 +329,12 @@ def set_(
     as_json: JsonFlag = False,
 ) -> None:
     """Change a reader: only the options given change."""
+    from dispatch.db.session import transaction
+    from dispatch.readers.apply import find_reader, update_reader
+
     values = _fields(name, email, wecom, industries, channels, org, position, group)
     if all(v is None for v in values.values()):
-        err.print("nothing to change: give at least one of " + ", ".join(OPTION_OF.values()))
+        console(stderr=True).print("nothing to change: give at least one of " + ", ".join(OPTION_OF.values()))
         raise typer.Exit(2)
     record = _record(values, need_identity=False)
     with transaction(runtime_of(ctx).sessions) as session:
@@ -331,6 +351,9 @@ def set_(
 @app.command("deactivate")
 def deactivate(ctx: typer.Context, key: KeyArg) -> None:
     """Stop sending to a reader (status 停用); `activate` undoes it."""
+    from dispatch.db.session import transaction
+    from dispatch.readers.apply import find_reader, set_status
+
     with transaction(runtime_of(ctx).sessions) as session:
         reader = find_reader(session, key)
         if reader.status == "unsubscribed":
@@ -349,6 +372,9 @@ def activate(
     )] = False,
 ) -> None:
     """Send to a reader again (status 正常)."""
+    from dispatch.db.session import transaction
+    from dispatch.readers.apply import find_reader, set_status
+
     with transaction(runtime_of(ctx).sessions) as session:
         reader = find_reader(session, key)
         if reader.status == "unsubscribed" and not resubscribe:

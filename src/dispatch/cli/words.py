@@ -10,4 +10,5 @@ __all__ = ["DELIVERY_WORDS", "ISSUE_WORDS", "channel_word"]
 
 def channel_word(channel: str) -> str:
     """邮件 for email, as the reader lists write it; a channel they don't know as named."""
+
     return channel_words((channel,)) or channel
