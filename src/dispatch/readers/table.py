@@ -29,7 +29,7 @@ from dispatch.limits import (
     TableLimits,
     read_capped,
 )
-from dispatch.readers import ListProblem, RawTable, unneutralise
+from dispatch.readers import NEUTRALISER, ListProblem, RawTable, unneutralise
 
 SUPPORTED = (".csv", ".xlsx")
 
@@ -97,12 +97,16 @@ def _csv_rows(name: str, data: bytes) -> list[tuple[int, list[str]]]:
         if exc.problem == "binary":
             raise _error(name, None, "不是文本表格文件（含有二进制数据或大量控制字符），请确认选择了正确的文件") from None
         raise _error(name, _row_of_line(name, data, exc.line or 1), exc.reason) from None
-    if text.count("\n") + text.count("\r") >= READER_TABLE.rows:
+    if text.count("\n") + text.count("\r") - text.count("\r\n") >= READER_TABLE.rows:
         # Maybe too many rows: count them before keeping any (kept, rows take many
         # times the memory of their text).
         for _ in _records(name, text):
             pass
-    return [(number, [unneutralise(c) for c in cells]) for number, cells, _ in _records(name, text)]
+    return [
+        # Only a row with a neutraliser in it can hold a cell an export neutralised.
+        (number, [unneutralise(c) for c in cells] if NEUTRALISER in "".join(cells) else cells)
+        for number, cells, _ in _records(name, text)
+    ]
 
 
 def _delimiter(text: str) -> str:
@@ -359,20 +363,24 @@ def _cell_text(value: object) -> str:
 
 
 def _blank(cells: list[str]) -> bool:
-    return all(not c.strip() for c in cells)
+    return not "".join(cells).strip()
 
 
 def _to_table(name: str, rows: list[tuple[int, list[str]]]) -> RawTable:
-    filled = [(n, cells) for n, cells in rows if not _blank(cells)]
-    if not filled:
-        raise _error(name, None, "文件为空（没有表头，也没有数据行）")
-    header_row, header = filled[0]
-    width = len(header)
-    while width and not header[width - 1].strip():
-        width -= 1
+    header: list[str] | None = None
+    header_row = width = 0
     data = []
-    for number, cells in filled[1:]:
+    for number, cells in rows:
+        if _blank(cells):
+            continue
+        if header is None:
+            header_row, header, width = number, cells, len(cells)
+            while width and not header[width - 1].strip():
+                width -= 1
+            continue
         if len(cells) < width:
-            cells = cells + [""] * (width - len(cells))
+            cells.extend([""] * (width - len(cells)))
         data.append((number, cells))  # extra cells past the header stay: validate reports them
+    if header is None:
+        raise _error(name, None, "文件为空（没有表头，也没有数据行）")
     return RawTable(file=name, header_row=header_row, header=header[:width], rows=data)
