@@ -431,7 +431,7 @@ def test_export_filters_and_refuses_other_formats(dispatch_sqlite, tmp_path):
     d.ok("recipients", "export", str(out), "--group", "市领导")
     assert len(out.read_text(encoding="utf-8-sig").splitlines()) == 1 + 4
     r = d("recipients", "export", str(tmp_path / "x.json"))
-    assert r.exit_code == 1 and ".csv 或 .xlsx" in r.stderr
+    assert r.exit_code == 1 and "只能导出为 CSV 或 XLSX 文件" in r.stderr
 
 
 # --- list / show / add / set / deactivate ------------------------------------------------

@@ -83,14 +83,14 @@ def _listed(reader: Reader) -> Listed:
 def import_(
     ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(
-        metavar="文件…", help="要导入的名单：.csv 或 .xlsx，可以给出多个",
+        metavar="文件…", help="要导入的名单：CSV 或 XLSX 文件，可以给出多个",
     )],
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="试运行：只检查和统计，不写入",
     )] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """导入读者名单（.csv 或 .xlsx）。
+    """导入读者名单（CSV 或 XLSX 文件）。
 
     先检查所有文件的每一行；有任何错误，就什么都不写入，并列出每处错误所在的文件、行和列。
     """
@@ -164,16 +164,16 @@ StatusOpt = Annotated[str | None, typer.Option(
 def export(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(
-        metavar="文件", help="要写入的文件：.csv（Excel 可直接打开）或 .xlsx",
+        metavar="文件", help="要写入的文件：CSV（Excel 可直接打开）或 XLSX，按文件的扩展名",
     )],
     industry: IndustryOpt = None,
     group: GroupFilterOpt = None,
     channel: ChannelOpt = None,
     status: StatusOpt = None,
 ) -> None:
-    """把读者导出为名单（.csv 或 .xlsx）。
+    """把读者导出为名单（CSV 或 XLSX 文件）。
 
-    Excel 可以直接打开；用 import 导回，读者不会有任何变化。
+    Excel 可以直接打开；用 dispatch recipients import 导回，读者不会有任何变化。
     """
     from dispatch.db.session import transaction
     from dispatch.readers.apply import list_readers
@@ -191,9 +191,11 @@ def export(
 
 def _filter(industry: str | None, group: str | None, channel: str | None,
             status: str | None) -> Callable[[ReaderState], bool]:
+    tests: list[Callable[[ReaderState], bool]] = []
+    if all(v is None for v in (industry, group, channel, status)):
+        return lambda r: True
     from dispatch.readers.validate import parse_channels, parse_industries, parse_status
 
-    tests: list[Callable[[ReaderState], bool]] = []
     if industry is not None:
         try:
             follows_all, codes = parse_industries(industry)
@@ -271,7 +273,7 @@ def find(
 ) -> None:
     """按姓名、单位、邮箱或企业微信账号查找读者。
 
-    找含有这段文字的读者，不区分英文大小写；输出形式与 list 相同。没有找到时也正常退出
+    找含有这段文字的读者，不区分英文大小写；输出形式与 dispatch recipients list 相同。没有找到时也正常退出
     （退出码 0），--json 输出 []。
     """
     from dispatch.db.session import transaction
@@ -565,7 +567,7 @@ def set_(
 def deactivate(ctx: typer.Context, key: KeyArg) -> None:
     """停用一位读者：不再给他发送。
 
-    读者留在名单中，状态为“停用”；用 activate 恢复。
+    读者留在名单中，状态为“停用”；用 dispatch recipients activate 恢复。
     """
     from dispatch.db.session import transaction
     from dispatch.readers.apply import find_reader, set_status

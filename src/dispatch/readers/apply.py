@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -32,12 +32,14 @@ from dispatch.readers import (
     ListProblem,
     ReaderRecord,
 )
-from dispatch.readers.table import TableError, read_table
-from dispatch.readers.validate import validate_tables
 
 log = logging.getLogger(__name__)
 
 ADDRESS_OF = {"email": "email", "wecom": "wecom_userid"}
+# The tables, for Core statements (bulk reads and writes without ORM objects).
+_READERS = cast(Table, Reader.__table__)
+_INDUSTRIES = cast(Table, ReaderIndustry.__table__)
+_CHANNELS = cast(Table, ReaderChannel.__table__)
 
 
 class ReaderState(NamedTuple):
@@ -174,13 +176,13 @@ def write_state(reader: Reader, state: ReaderState) -> None:
             setattr(reader, name, getattr(state, name))
     # Change the rows that differ only: a row deleted and re-added in one flush is a trap.
     wanted = set(state.industries)
-    for row in [r for r in reader.industry_rows if r.industry not in wanted]:
-        reader.industry_rows.remove(row)
+    for industry in [r for r in reader.industry_rows if r.industry not in wanted]:
+        reader.industry_rows.remove(industry)
     have = set(reader.industries)
     reader.industry_rows.extend(ReaderIndustry(industry=c) for c in state.industries if c not in have)
     wanted = set(state.channels)
-    for row in [r for r in reader.channel_rows if r.channel not in wanted]:
-        reader.channel_rows.remove(row)
+    for channel in [r for r in reader.channel_rows if r.channel not in wanted]:
+        reader.channel_rows.remove(channel)
     have = set(reader.channels)
     reader.channel_rows.extend(ReaderChannel(channel=c) for c in state.channels if c not in have)
 
@@ -224,9 +226,9 @@ def _joined_codes(session: Session, table: Table, column: str) -> Any:
 
 def _select_readers(session: Session, *extra: Any) -> Any:
     """One query for the readers with their industries and channels."""
-    readers = Reader.__table__
-    industries = _joined_codes(session, ReaderIndustry.__table__, "industry")
-    channels = _joined_codes(session, ReaderChannel.__table__, "channel")
+    readers = _READERS
+    industries = _joined_codes(session, _INDUSTRIES, "industry")
+    channels = _joined_codes(session, _CHANNELS, "channel")
     return (
         select(readers.c.id, readers.c.name, readers.c.organization, readers.c.position,
                readers.c.group_name, readers.c.email, readers.c.wecom_userid,
@@ -268,7 +270,7 @@ def _joined_channels(joined: str) -> tuple[str, ...]:
 
 def list_readers(session: Session, where: Any = None) -> list[Listed]:
     """The readers (those matching ``where``), by id, in one query whatever their number."""
-    readers = Reader.__table__
+    readers = _READERS
     stmt = _select_readers(session, readers.c.created_at, readers.c.updated_at).order_by(readers.c.id)
     if where is not None:
         stmt = stmt.where(where)
@@ -282,7 +284,7 @@ def find_readers(session: Session, text: str) -> list[Listed]:
     needle = text.strip().lower()
     if not needle:
         return []
-    readers = Reader.__table__
+    readers = _READERS
     columns = (readers.c.name, readers.c.organization, readers.c.email, readers.c.wecom_userid)
     return list_readers(session, or_(
         *(func.lower(c).contains(needle, autoescape=True) for c in columns)
@@ -426,7 +428,7 @@ def _insert(session: Session, states: Sequence[ReaderState]) -> None:
     if not states:
         return
     now = utcnow()
-    readers = Reader.__table__
+    readers = _READERS
     before = session.scalar(select(func.max(readers.c.id))) or 0
     _bulk_insert(session, readers, ("name", "organization", "position", "group_name", "email",
                                     "wecom_userid", "follows_all", "status", "created_at",
@@ -452,8 +454,8 @@ def _insert(session: Session, states: Sequence[ReaderState]) -> None:
 
 def _insert_codes(session: Session, industries: list[tuple[int, str]],
                   channels: list[tuple[int, str]]) -> None:
-    _bulk_insert(session, ReaderIndustry.__table__, ("reader_id", "industry"), industries)
-    _bulk_insert(session, ReaderChannel.__table__, ("reader_id", "channel"), channels)
+    _bulk_insert(session, _INDUSTRIES, ("reader_id", "industry"), industries)
+    _bulk_insert(session, _CHANNELS, ("reader_id", "channel"), channels)
 
 
 def _bulk_insert(session: Session, table: Table, columns: tuple[str, ...],
@@ -489,7 +491,7 @@ def _bulk_insert(session: Session, table: Table, columns: tuple[str, ...],
         connection.exec_driver_sql(sql, list(chunk))
 
 
-def _converted(row: tuple[Any, ...], convert: list[tuple[int, Callable[[Any], Any]]]) -> tuple[Any, ...]:
+def _converted(row: tuple[Any, ...], convert: Sequence[tuple[int, Callable[[Any], Any]]]) -> tuple[Any, ...]:
     values = list(row)
     for i, process in convert:
         values[i] = process(values[i])
@@ -498,7 +500,7 @@ def _converted(row: tuple[Any, ...], convert: list[tuple[int, Callable[[Any], An
 
 def _update(session: Session, stored: _Stored, updates: Sequence[tuple[int, ReaderState]]) -> None:
     now = utcnow()
-    readers = Reader.__table__
+    readers = _READERS
     set_row = update(readers).where(readers.c.id == bindparam("reader_id")).values(
         {k: bindparam(k) for k in (*_SCALAR_KEYS, "updated_at")}
     )
@@ -517,7 +519,7 @@ def _update(session: Session, stored: _Stored, updates: Sequence[tuple[int, Read
         have = set(current.channels)
         gone["channel"] += [{"rid": reader_id, "code": c} for c in have - set(state.channels)]
         new_channels += [(reader_id, c) for c in state.channels if c not in have]
-    for table, key in ((ReaderIndustry.__table__, "industry"), (ReaderChannel.__table__, "channel")):
+    for table, key in ((_INDUSTRIES, "industry"), (_CHANNELS, "channel")):
         stmt = delete(table).where(table.c.reader_id == bindparam("rid"),
                                    table.c[key] == bindparam("code"))
         for chunk in _chunks(gone[key], 10 * _CHUNK):
@@ -528,6 +530,10 @@ def _update(session: Session, stored: _Stored, updates: Sequence[tuple[int, Read
 def import_lists(factory: sessionmaker[Session], paths: Sequence[Path], *,
                  dry_run: bool = False) -> ImportReport:
     """Read, check and apply lists: every error is reported; anything wrong, nothing written."""
+    # Here, not at the top: listing or showing readers needs neither (start-up time).
+    from dispatch.readers.table import TableError, read_table
+    from dispatch.readers.validate import validate_tables
+
     report = ImportReport(dry_run=dry_run, files=[str(p) for p in paths])
     tables = []
     for path in paths:
@@ -588,7 +594,7 @@ def add_reader(session: Session, rec: ReaderRecord) -> Reader:
     return reader
 
 
-def update_reader(session: Session, reader: Reader, rec: ReaderRecord) -> list[str]:
+def update_reader(session: Session, reader: Reader, rec: ReaderRecord) -> tuple[str, ...]:
     """Apply the given fields of a record to a reader; the fields that changed."""
     current = state_of(reader)
     state = merge(current, rec)
@@ -643,10 +649,9 @@ def find_reader(session: Session, key: str) -> Reader:
     """
     key = key.strip()
     kind, sep, value = key.replace("：", ":").partition(":")
+    kinds: tuple[str, ...] = ("email", "wecom", "id")
     if sep and kind.strip().lower() in _KEY_KINDS:
         kinds, key = (_KEY_KINDS[kind.strip().lower()],), value.strip()
-    else:
-        kinds = ("email", "wecom", "id")
     if not key:
         raise Refused("没有给出读者：请写邮箱、企业微信账号或编号")
     options = (selectinload(Reader.industry_rows), selectinload(Reader.channel_rows))
@@ -661,9 +666,9 @@ def find_reader(session: Session, key: str) -> Reader:
                                  .where(func.lower(Reader.wecom_userid) == folded)):
             found[r.id] = r
     if "id" in kinds and key.isdigit() and int(key) < 2**31:
-        r = session.get(Reader, int(key), options=options)
-        if r is not None:
-            found[r.id] = r
+        by_id = session.get(Reader, int(key), options=options)
+        if by_id is not None:
+            found[by_id.id] = by_id
     if not found:
         raise Refused(
             f"没有邮箱、企业微信账号或编号为“{key}”的读者；"

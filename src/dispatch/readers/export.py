@@ -88,7 +88,7 @@ def write_xlsx(states: Iterable[ReaderState], path: Path) -> None:
 def export(states: Iterable[ReaderState], path: Path) -> None:
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
-        raise Refused(f"{path}：只能导出为 .csv 或 .xlsx 文件，不能是“{path.suffix or path.name}”")
+        raise Refused(f"{path}：只能导出为 CSV 或 XLSX 文件（扩展名“.csv”或“.xlsx”），不能是“{path.suffix or path.name}”")
     if path.is_dir():
         raise Refused(f"{path}：这是一个文件夹，请给出文件名（如 名单.csv）")
     try:

@@ -189,7 +189,7 @@ _EMAIL_REASONS: tuple[tuple[str, str], ...] = (
     ("cannot end with a hyphen", "域名不能以“-”结尾"),
     ("period and a hyphen next to each other", "域名中“.”和“-”不能相邻"),
     ("two letters followed by two dashes", "域名中某一段的第 3、4 个字符不能是“--”"),
-    ("It should have a period", "“@”后面的域名不完整，应含有“.”，例如 example.com"),
+    ("It should have a period", "“@”后面的域名缺少“.”，不完整"),
     ("not within a valid top-level domain", "域名的最后一段不是有效的顶级域名"),
     ("special-use or reserved name", "“@”后面是保留的域名，不能用于收发邮件"),
     ("contains invalid characters after Unicode normalization", "“@”后面的域名含有不允许的字符{chars}"),
@@ -365,9 +365,9 @@ def build_record(
     except cleantext.BadText:
         clean_row = False
     if not clean_row:
-        for f, text in list(cells.items()):
+        for f, cell in list(cells.items()):
             try:
-                cells[f] = cleantext.clean(text, breaks="refuse")
+                cells[f] = cleantext.clean(cell, breaks="refuse")
             except cleantext.BadText as exc:
                 del cells[f]
                 err(f, exc.message)
@@ -487,12 +487,13 @@ def validate_table(table: RawTable) -> Validated:
 def _addresses_only(values: Mapping[str, str], file: str, row: int) -> ReaderRecord:
     """The valid addresses of a row that has errors elsewhere."""
     found: dict[str, str] = {}
-    for f, check in (("email", normalize_email), ("wecom_userid", check_wecom_userid)):
+    for f, check in _ADDRESS_CHECKS:
         with contextlib.suppress(ValueError):  # BadText is a ValueError too
             text = cleantext.clean((values.get(f) or "").strip(), breaks="refuse")
             if text:
                 found[f] = check(text)
-    return ReaderRecord(file=file, row=row, **found)
+    return ReaderRecord(file=file, row=row, email=found.get("email"),
+                        wecom_userid=found.get("wecom_userid"))
 
 
 def _other_row(this: ReaderRecord, other: ReaderRecord) -> str:
