@@ -239,7 +239,7 @@ def test_hostile_reader_list_is_refused_naming_file_and_row(dispatch_sqlite, tmp
     for word in words:
         assert word in error["message"], error
     r = d("recipients", "import", str(path))
-    assert r.exit_code == 1 and "nothing was written" in r.stderr and "Traceback" not in r.stderr
+    assert r.exit_code == 1 and "没有写入任何内容" in r.stderr and "Traceback" not in r.stderr
     assert str(path) in _error_line(r.stderr)
     assert json.loads(d.ok("recipients", "list", "--json")) == before
 

@@ -264,7 +264,7 @@ def test_bad_list_is_refused_with_file_row_and_column(dispatch_sqlite, tmp_path,
     assert (e["row"], e["column"]) == (row, column), e
     for word in words:
         assert word in e["message"], e
-    assert "nothing was written" in stderr
+    assert "没有写入任何内容" in stderr
     assert _readers(d) == before  # not even the good file's reader
 
 
@@ -321,7 +321,7 @@ def test_exit_code_and_message_from_the_real_command(tmp_path):
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
     )
     assert run.returncode == 1
-    assert f"{bad}:2 列“姓名”" in run.stderr and "nothing was written" in run.stderr
+    assert f"{bad}:2 列“姓名”" in run.stderr and "没有写入任何内容" in run.stderr
 
 
 # --- identity, status --------------------------------------------------------------------
@@ -431,7 +431,7 @@ def test_export_filters_and_refuses_other_formats(dispatch_sqlite, tmp_path):
     d.ok("recipients", "export", str(out), "--group", "市领导")
     assert len(out.read_text(encoding="utf-8-sig").splitlines()) == 1 + 4
     r = d("recipients", "export", str(tmp_path / "x.json"))
-    assert r.exit_code == 1 and ".csv or .xlsx" in r.stderr
+    assert r.exit_code == 1 and "只能导出为 CSV 或 XLSX 文件" in r.stderr
 
 
 # --- list / show / add / set / deactivate ------------------------------------------------
@@ -453,7 +453,7 @@ def test_list_filters(dispatch):
     assert names("--channel", "邮件") | wecom == everyone
     assert names("--status", "停用") == {"彭文静"} == names("--status", "inactive")
     assert names("--group", "重点企业", "--industry", "新材料") == {"罗晓军", "宋佳琪", "邓立新"}
-    r = dispatch("recipients", "list", "--group", "市领导", env={"COLUMNS": "200"})
+    r = dispatch("recipients", "list", "--group", "市领导", "--wide", env={"COLUMNS": "200"})
     assert r.exit_code == 0 and "姓名" in r.stdout and "关注产业" in r.stdout
     assert "lihongmei@example.gov.cn" in r.stdout and "新一代信息技术、智能装备" in r.stdout
     r = dispatch("recipients", "list", "--industry", "新能源车")
@@ -469,7 +469,9 @@ def test_show_by_email_wecom_id_or_number(dispatch_sqlite):
     assert by_email == by_wecom == by_id and by_email["name"] == "王建国"
     assert "王建国" in d.ok("recipients", "show", f"id:{by_id['id']}")
     r = d("recipients", "show", "nobody@example.com")
-    assert r.exit_code == 1 and "no reader" in r.stderr
+    assert r.exit_code == 1 and "没有邮箱、企业微信账号或编号为“nobody@example.com”的读者" in r.stderr
+    # The hint is a command to copy, whole on its line.
+    assert "dispatch recipients find nobody@example.com\n" in r.stderr
 
 
 def test_add_checks_like_an_import(dispatch):
@@ -502,7 +504,7 @@ def test_set_changes_only_what_is_given(dispatch):
     dispatch.ok("recipients", "import", str(SAMPLE_READERS))
     before = _by_name(dispatch)["李红梅"]
     out = dispatch.ok("recipients", "set", "LiHongMei", "--industries", "全部", "--position", "常务副市长")
-    assert "position" in out
+    assert "已修改职务、关注产业" in out
     after = _by_name(dispatch)["李红梅"]
     assert after["follows_all"] is True and after["position"] == "常务副市长"
     assert {k: v for k, v in after.items() if k not in ("follows_all", "industries", "position", "updated_at")} \
@@ -518,16 +520,16 @@ def test_set_changes_only_what_is_given(dispatch):
     assert r.exit_code == 1 and "没有邮箱" in r.stderr
     r = dispatch("recipients", "set", "LiHongMei")
     assert r.exit_code == 2
-    assert "nothing changed" in dispatch.ok("recipients", "set", "LiHongMei", "--group", "市领导")
+    assert "没有变化" in dispatch.ok("recipients", "set", "LiHongMei", "--group", "市领导")
 
 
 def test_deactivate_and_activate(dispatch_sqlite):
     d = dispatch_sqlite
     d.ok("recipients", "import", str(SAMPLE_READERS))
-    assert "deactivated" in d.ok("recipients", "deactivate", "WangJianGuo")
+    assert "已停用" in d.ok("recipients", "deactivate", "WangJianGuo")
     assert _by_name(d)["王建国"]["status"] == "inactive"
-    assert "already inactive" in d.ok("recipients", "deactivate", "wangjianguo@example.gov.cn")
-    assert "activated" in d.ok("recipients", "activate", "WangJianGuo")
+    assert "本来就是停用状态" in d.ok("recipients", "deactivate", "wangjianguo@example.gov.cn")
+    assert "已恢复发送" in d.ok("recipients", "activate", "WangJianGuo")
     assert _by_name(d)["王建国"]["status"] == "active"
     assert d("recipients", "deactivate", "nobody").exit_code == 1
 

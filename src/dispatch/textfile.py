@@ -23,7 +23,7 @@ from typing import Literal
 _TEXT_CONTROLS = "\t\n\x0b\x0c\r\x1a"
 _BINARY_CONTROLS = "".join(chr(c) for c in range(32) if chr(c) not in _TEXT_CONTROLS) + "\x7f"
 _BINARY_CONTROL_BYTES = _BINARY_CONTROLS.encode("ascii")
-_KEEP_CONTROLS = str.maketrans("", "", _BINARY_CONTROLS)
+_BINARY_CONTROL_RE = re.compile(f"[{re.escape(_BINARY_CONTROLS)}]")
 
 _CHUNK = 1 << 20
 _LINE_END = re.compile(rb"\r\n|\r|\n")
@@ -77,7 +77,9 @@ def looks_binary(data: bytes | str) -> bool:
         if isinstance(chunk, bytes):
             controls += len(chunk) - len(chunk.translate(None, _BINARY_CONTROL_BYTES))
         else:
-            controls += len(chunk) - len(chunk.translate(_KEEP_CONTROLS))
+            # A regex, not translate(): str.translate is slow on CJK text (0.4 s for a
+            # 14 MB reader list against 0.03 s).
+            controls += len(_BINARY_CONTROL_RE.findall(chunk))
     return controls > max(2, len(data) // 100)
 
 

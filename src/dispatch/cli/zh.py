@@ -161,7 +161,7 @@ def _types(names: str) -> str:
         many = label.startswith("list[") and label.endswith("]")
         if many:
             label = label[5:-1]
-        label = TYPES.get(label, label)
+        label = TYPES.get(label.lower(), label)
         return f"<{label}>..." if many else f"<{label}>"
 
     return re.sub(r"<([^<>|]+)>", one, names)

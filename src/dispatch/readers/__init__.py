@@ -12,7 +12,7 @@ channels and statuses, and the dataclasses passed between the steps.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 # Canonical field → the column name staff see (and the export writes).
 COLUMNS: dict[str, str] = {
@@ -124,11 +124,11 @@ class ListProblem:
         return {"file": self.file, "row": self.row, "column": self.column, "message": self.message}
 
 
-@dataclass(frozen=True)
-class ReaderRecord:
+class ReaderRecord(NamedTuple):
     """One reader as a list (or the command line) gives it.
 
-    None means "not given: leave as it is" (a column the file does not have, an option
+    A named tuple: a list makes 100,000 of them, and a tuple is the cheapest immutable
+    record Python has. None means "not given: leave as it is" (a column the file does not have, an option
     not passed); "" means "given empty". ``channels`` () (given empty) means "every channel
     the reader has an address for"; None keeps the reader's channels that still have an
     address. ``status`` None leaves the status alone (new readers: active).
@@ -151,6 +151,21 @@ class ReaderRecord:
         return ListProblem(self.file, self.row, column, message)
 
 
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A row that adds a reader or changes one (``id`` None for a reader not yet added)."""
+
+    file: str
+    row: int | None
+    action: str  # added | updated
+    id: int | None
+    fields: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "row": self.row, "action": self.action, "id": self.id,
+                "fields": list(self.fields)}
+
+
 @dataclass
 class ImportReport:
     added: int = 0
@@ -161,8 +176,8 @@ class ImportReport:
     kept_unsubscribed: list[dict[str, Any]] = field(default_factory=list)
     # Columns the files have that the format does not know (ignored).
     ignored_columns: list[dict[str, str]] = field(default_factory=list)
-    # What would change / changed: {file, row, action: added|updated, id, fields}.
-    changes: list[dict[str, Any]] = field(default_factory=list)
+    # What would change / changed.
+    changes: list[Change] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     rows: int = 0
     dry_run: bool = False
@@ -179,7 +194,7 @@ class ImportReport:
             "errors": [e.to_json() for e in self.errors],
             "kept_unsubscribed": self.kept_unsubscribed,
             "ignored_columns": self.ignored_columns,
-            "changes": self.changes,
+            "changes": [c.to_json() for c in self.changes],
             "files": self.files,
             "rows": self.rows,
             "dry_run": self.dry_run,

@@ -7,38 +7,47 @@ stays unsubscribed whatever a list says; staff are told.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from dispatch.clock import utcnow
 from dispatch.db.models import Reader, ReaderChannel, ReaderIndustry
-from dispatch.db.session import transaction
+from dispatch.db.session import is_postgres, transaction
 from dispatch.errors import Refused
 from dispatch.readers import (
     CHANNEL_ORDER,
     CHANNEL_WORDS,
     COLUMNS,
+    Change,
     ImportReport,
     ListProblem,
     ReaderRecord,
 )
-from dispatch.readers.table import TableError, read_table
-from dispatch.readers.validate import validate_tables
 
 log = logging.getLogger(__name__)
 
 ADDRESS_OF = {"email": "email", "wecom": "wecom_userid"}
+# The tables, for Core statements (bulk reads and writes without ORM objects).
+_READERS = cast(Table, Reader.__table__)
+_INDUSTRIES = cast(Table, ReaderIndustry.__table__)
+_CHANNELS = cast(Table, ReaderChannel.__table__)
 
 
-@dataclass(frozen=True)
-class ReaderState:
-    """Everything a list says about a reader, as compared and stored."""
+class ReaderState(NamedTuple):
+    """Everything a list says about a reader, as compared and stored.
+
+    A named tuple: an import compares 100,000 of them, and tuples are built and compared
+    at C speed.
+    """
 
     name: str
     organization: str
@@ -51,8 +60,10 @@ class ReaderState:
     channels: tuple[str, ...]
     status: str
 
-    def changed_fields(self, other: ReaderState) -> list[str]:
-        return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
+    def changed_fields(self, other: ReaderState) -> tuple[str, ...]:
+        if self == other:
+            return ()
+        return tuple(f for f, a, b in zip(self._fields, self, other, strict=True) if a != b)
 
 
 def state_of(reader: Reader) -> ReaderState:
@@ -64,21 +75,40 @@ def state_of(reader: Reader) -> ReaderState:
         email=reader.email or None,
         wecom_userid=reader.wecom_userid or None,
         follows_all=bool(reader.follows_all),
-        industries=() if reader.follows_all else tuple(sorted_codes(reader.industries)),
-        channels=tuple(c for c in CHANNEL_ORDER if c in reader.channels),
+        industries=() if reader.follows_all else sorted_codes(reader.industries),
+        channels=channel_order(reader.channels),
         status=reader.status,
     )
 
 
-def sorted_codes(codes: Iterable[str]) -> list[str]:
+def sorted_codes(codes: Iterable[str]) -> tuple[str, ...]:
+    """Industry codes in the canonical order of the 6 + 3 + 3, each once."""
+    return _canonical_codes(tuple(codes))
+
+
+@functools.lru_cache(maxsize=8192)
+def _canonical_codes(codes: tuple[str, ...]) -> tuple[str, ...]:
+    # Cached: a list of 100,000 readers has a few hundred combinations, and the readers
+    # that share one share its tuple.
     from dispatch.industries import TAG_CODES
 
-    wanted = set(codes)
-    return [c for c in TAG_CODES if c in wanted]
+    return tuple(c for c in TAG_CODES if c in codes)
+
+
+@functools.lru_cache(maxsize=64)
+def _channel_order(channels: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(c for c in CHANNEL_ORDER if c in channels)
+
+
+def channel_order(channels: Iterable[str]) -> tuple[str, ...]:
+    """Channel codes in the lists' order, each once."""
+    return _channel_order(tuple(channels))
 
 
 def _by_addresses(email: str | None, wecom: str | None) -> tuple[str, ...]:
-    return tuple(c for c in CHANNEL_ORDER if (email if c == "email" else wecom))
+    if email:
+        return ("email", "wecom") if wecom else ("email",)
+    return ("wecom",) if wecom else ()
 
 
 def merge(current: ReaderState | None, rec: ReaderRecord) -> ReaderState:
@@ -88,42 +118,39 @@ def merge(current: ReaderState | None, rec: ReaderRecord) -> ReaderState:
     address for. Not given: the current ones that still have an address (if none does,
     every channel with an address). Status: an unsubscribed reader stays unsubscribed.
     """
-
-    def pick(name: str, default: Any) -> Any:
-        value = getattr(rec, name)
-        if value is not None:
-            return value
-        return getattr(current, name) if current is not None else default
-
-    email = pick("email", None) or None
-    wecom = pick("wecom_userid", None) or None
-    follows_all = bool(pick("follows_all", False))
-    industries = () if follows_all else tuple(sorted_codes(pick("industries", ())))
+    # Written out field by field: it runs once per row of a list of 100,000.
+    cur = current
+    name = rec.name if rec.name is not None else (cur.name if cur else "")
+    organization = (rec.organization if rec.organization is not None
+                    else (cur.organization if cur else ""))
+    position = rec.position if rec.position is not None else (cur.position if cur else "")
+    group = rec.group if rec.group is not None else (cur.group if cur else "")
+    email = (rec.email if rec.email is not None else (cur.email if cur else None)) or None
+    wecom = (rec.wecom_userid if rec.wecom_userid is not None
+             else (cur.wecom_userid if cur else None)) or None
+    follows_all = bool(rec.follows_all if rec.follows_all is not None
+                       else (cur.follows_all if cur else False))
+    if follows_all:
+        industries: tuple[str, ...] = ()
+    elif rec.industries is not None:
+        industries = sorted_codes(rec.industries)
+    else:
+        industries = cur.industries if cur else ()
     available = _by_addresses(email, wecom)
     if rec.channels:
-        channels = rec.channels
-    elif rec.channels is None and current is not None:
-        channels = tuple(c for c in current.channels if c in available) or available
+        channels = channel_order(rec.channels)
+    elif rec.channels is None and cur is not None:
+        channels = channel_order(c for c in cur.channels if c in available) or available
     else:
         channels = available
-    if current is None:
+    if cur is None:
         status = rec.status or "active"
-    elif current.status == "unsubscribed" or rec.status is None:
-        status = current.status
+    elif cur.status == "unsubscribed" or rec.status is None:
+        status = cur.status
     else:
         status = rec.status
-    return ReaderState(
-        name=pick("name", ""),
-        organization=pick("organization", ""),
-        position=pick("position", ""),
-        group=pick("group", ""),
-        email=email,
-        wecom_userid=wecom,
-        follows_all=follows_all,
-        industries=industries,
-        channels=tuple(c for c in CHANNEL_ORDER if c in channels),
-        status=status,
-    )
+    return ReaderState(name, organization, position, group, email, wecom, follows_all,
+                       industries, channels, status)
 
 
 def check_state(state: ReaderState, rec: ReaderRecord) -> list[ListProblem]:
@@ -149,13 +176,13 @@ def write_state(reader: Reader, state: ReaderState) -> None:
             setattr(reader, name, getattr(state, name))
     # Change the rows that differ only: a row deleted and re-added in one flush is a trap.
     wanted = set(state.industries)
-    for row in [r for r in reader.industry_rows if r.industry not in wanted]:
-        reader.industry_rows.remove(row)
+    for industry in [r for r in reader.industry_rows if r.industry not in wanted]:
+        reader.industry_rows.remove(industry)
     have = set(reader.industries)
     reader.industry_rows.extend(ReaderIndustry(industry=c) for c in state.industries if c not in have)
     wanted = set(state.channels)
-    for channel_row in [r for r in reader.channel_rows if r.channel not in wanted]:
-        reader.channel_rows.remove(channel_row)
+    for channel in [r for r in reader.channel_rows if r.channel not in wanted]:
+        reader.channel_rows.remove(channel)
     have = set(reader.channels)
     reader.channel_rows.extend(ReaderChannel(channel=c) for c in state.channels if c not in have)
 
@@ -178,107 +205,335 @@ def load_readers(session: Session) -> list[Reader]:
     return list(session.scalars(stmt))
 
 
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A stored reader as the commands show it, read without ORM objects."""
+
+    id: int
+    state: ReaderState
+    created_at: datetime
+    updated_at: datetime
+
+
+def _joined_codes(session: Session, table: Table, column: str) -> Any:
+    """reader_id → its rows' values joined with commas, as a subquery (one row per reader
+    instead of one per industry: a third of the rows to fetch)."""
+    values = table.c[column]
+    joined = (func.string_agg(values, ",") if is_postgres(session)
+              else func.group_concat(values, ","))
+    return select(table.c.reader_id, joined.label("codes")).group_by(table.c.reader_id).subquery()
+
+
+def _select_readers(session: Session, *extra: Any) -> Any:
+    """One query for the readers with their industries and channels."""
+    readers = _READERS
+    industries = _joined_codes(session, _INDUSTRIES, "industry")
+    channels = _joined_codes(session, _CHANNELS, "channel")
+    return (
+        select(readers.c.id, readers.c.name, readers.c.organization, readers.c.position,
+               readers.c.group_name, readers.c.email, readers.c.wecom_userid,
+               readers.c.follows_all, readers.c.status, industries.c.codes, channels.c.codes,
+               *extra)
+        .outerjoin(industries, industries.c.reader_id == readers.c.id)
+        .outerjoin(channels, channels.c.reader_id == readers.c.id)
+    )
+
+
+class _StateReader:
+    """Turns the rows of ``_select_readers`` into states. Texts many readers share (an
+    organisation, a group, a status) are kept once, not once per reader."""
+
+    def __init__(self) -> None:
+        self._texts: dict[str, str] = {}
+
+    def __call__(self, row: Sequence[Any]) -> ReaderState:
+        share = self._texts.setdefault
+        organization, position, group, status = row[2] or "", row[3] or "", row[4] or "", row[8]
+        follows_all = bool(row[7])
+        return ReaderState(
+            row[1], share(organization, organization), share(position, position),
+            share(group, group), row[5] or None, row[6] or None, follows_all,
+            () if follows_all or not row[9] else _joined_industries(row[9]),
+            _joined_channels(row[10]) if row[10] else (), share(status, status),
+        )
+
+
+@functools.lru_cache(maxsize=8192)
+def _joined_industries(joined: str) -> tuple[str, ...]:
+    return _canonical_codes(tuple(joined.split(",")))
+
+
+@functools.lru_cache(maxsize=64)
+def _joined_channels(joined: str) -> tuple[str, ...]:
+    return _channel_order(tuple(joined.split(",")))
+
+
+def list_readers(session: Session, where: Any = None) -> list[Listed]:
+    """The readers (those matching ``where``), by id, in one query whatever their number."""
+    readers = _READERS
+    stmt = _select_readers(session, readers.c.created_at, readers.c.updated_at).order_by(readers.c.id)
+    if where is not None:
+        stmt = stmt.where(where)
+    state = _StateReader()
+    return [Listed(row[0], state(row), row[11], row[12]) for row in session.execute(stmt)]
+
+
+def find_readers(session: Session, text: str) -> list[Listed]:
+    """Readers whose name, organisation, email or WeChat Work user id holds ``text``
+    (case-insensitive for Latin letters), by id."""
+    needle = text.strip().lower()
+    if not needle:
+        return []
+    readers = _READERS
+    columns = (readers.c.name, readers.c.organization, readers.c.email, readers.c.wecom_userid)
+    return list_readers(session, or_(
+        *(func.lower(c).contains(needle, autoescape=True) for c in columns)
+    ))
+
+
 @dataclass
-class _Index:
-    by_email: dict[str, Reader]
-    by_wecom: dict[str, Reader]
+class _Stored:
+    """The stored readers an import compares against: plain states, not ORM objects."""
+
+    states: dict[int, ReaderState]
+    by_email: dict[str, int]
+    by_wecom: dict[str, int]
+    # Industry rows of readers who follow all (the state says () for them): normally none.
+    extra_industries: dict[int, tuple[str, ...]]
 
     @classmethod
-    def of(cls, readers: Iterable[Reader]) -> _Index:
-        index = cls({}, {})
-        for r in readers:
-            if r.email:
-                index.by_email[r.email.casefold()] = r
-            if r.wecom_userid:
-                index.by_wecom[r.wecom_userid.casefold()] = r
-        return index
+    def load(cls, session: Session) -> _Stored:
+        stored = cls({}, {}, {}, {})
+        state = _StateReader()
+        for row in session.execute(_select_readers(session)):
+            reader_id, email, wecom = row[0], row[5], row[6]
+            stored.states[reader_id] = state(row)
+            if email:
+                stored.by_email[email.casefold()] = reader_id
+            if wecom:
+                stored.by_wecom[wecom.casefold()] = reader_id
+            if row[7] and row[9]:
+                stored.extra_industries[reader_id] = tuple(row[9].split(","))
+        return stored
+
+    def industry_rows(self, reader_id: int) -> tuple[str, ...]:
+        return self.extra_industries.get(reader_id) or self.states[reader_id].industries
+
+    def who(self, reader_id: int) -> str:
+        return f"已有读者“{self.states[reader_id].name}”（编号 {reader_id}）"
 
 
 def _who(reader: Reader) -> str:
-    return f"已有读者“{reader.name}”（id {reader.id}）"
+    return f"已有读者“{reader.name}”（编号 {reader.id}）"
 
 
 # --- imports -----------------------------------------------------------------------------
 
+# Rows per INSERT/UPDATE batch: bounds the parameters held at once, well under the
+# databases' limits on one statement.
+_CHUNK = 2_000
 
-def import_records(session: Session, records: Sequence[ReaderRecord], *, dry_run: bool = False,
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+_SCALAR_KEYS = ("name", "organization", "position", "group_name", "email", "wecom_userid",
+                "follows_all", "status")
+
+
+def _scalar_values(state: ReaderState) -> dict[str, Any]:
+    return dict(zip(_SCALAR_KEYS, (*state[:6], state.follows_all, state.status), strict=True))
+
+
+def import_records(session: Session, records: Iterable[ReaderRecord], *, dry_run: bool = False,
                    report: ImportReport | None = None) -> ImportReport:
     """Match, diff and (unless dry_run, and only if nothing is wrong) write.
 
-    The caller owns the transaction; on errors nothing is added to the session.
+    The caller owns the transaction; on errors nothing is written. The stored readers are
+    read in three queries and written in batches (executemany), never row by row.
     """
     report = report or ImportReport(dry_run=dry_run)
-    index = _Index.of(load_readers(session))
+    stored = _Stored.load(session)
     matched: dict[int, ReaderRecord] = {}
-    plan: list[tuple[ReaderRecord, Reader | None, ReaderState]] = []
+    added: list[ReaderState] = []
+    updated: list[tuple[int, ReaderState]] = []
     for rec in records:
-        by_email = index.by_email.get(rec.email.casefold()) if rec.email else None
-        by_wecom = index.by_wecom.get(rec.wecom_userid.casefold()) if rec.wecom_userid else None
-        if by_email is not None and by_wecom is not None and by_email is not by_wecom:
+        by_email = stored.by_email.get(rec.email.casefold()) if rec.email else None
+        by_wecom = stored.by_wecom.get(rec.wecom_userid.casefold()) if rec.wecom_userid else None
+        if by_email is not None and by_wecom is not None and by_email != by_wecom:
             report.errors.append(rec.error(
                 COLUMNS["wecom_userid"],
-                f"邮箱“{rec.email}”属于{_who(by_email)}，企业微信账号“{rec.wecom_userid}”"
-                f"却属于另一位{_who(by_wecom)}；请核对是哪一位",
+                f"邮箱“{rec.email}”属于{stored.who(by_email)}，企业微信账号“{rec.wecom_userid}”"
+                f"却属于另一位{stored.who(by_wecom)}；请核对是哪一位",
             ))
             continue
-        reader = by_email or by_wecom
-        if reader is not None:
-            first = matched.get(reader.id)
+        reader_id = by_email if by_email is not None else by_wecom
+        current = None
+        if reader_id is not None:
+            first = matched.get(reader_id)
             if first is not None:
                 where = f"第 {first.row} 行" if first.file == rec.file else f"{first.file} 第 {first.row} 行"
                 report.errors.append(rec.error(
-                    None, f"此行与{where}对应同一位{_who(reader)}（一行按邮箱、一行按企业微信账号）"
+                    None, f"此行与{where}对应同一位{stored.who(reader_id)}（一行按邮箱、一行按企业微信账号）"
                 ))
                 continue
-            matched[reader.id] = rec
-        current = state_of(reader) if reader is not None else None
+            matched[reader_id] = rec
+            current = stored.states[reader_id]
         state = merge(current, rec)
         errors = check_state(state, rec)
         if errors:
             report.errors.extend(errors)
             continue
-        if reader is not None and reader.status == "unsubscribed" and rec.status != "unsubscribed":
-            report.kept_unsubscribed.append(
-                {"file": rec.file, "row": rec.row, "id": reader.id, "name": state.name}
-            )
-        plan.append((rec, reader, state))
-    if report.errors:
-        return report
-
-    changes: list[dict[str, Any]] = []
-    for rec, reader, state in plan:
-        if reader is None:
+        if report.errors:
+            continue  # nothing will be written: only look for more errors
+        if current is None:
             report.added += 1
-            changes.append({"file": rec.file, "row": rec.row, "action": "added", "id": None,
-                            "fields": []})
-            if not dry_run:
-                session.add(new_reader(state))
+            report.changes.append(Change(rec.file, rec.row, "added", None))
+            added.append(state)
             continue
-        changed = state.changed_fields(state_of(reader))
+        assert reader_id is not None
+        if current.status == "unsubscribed" and rec.status != "unsubscribed":
+            report.kept_unsubscribed.append(
+                {"file": rec.file, "row": rec.row, "id": reader_id, "name": state.name}
+            )
+        changed = state.changed_fields(current)
         if not changed:
             report.unchanged += 1
             continue
         report.updated += 1
-        changes.append({"file": rec.file, "row": rec.row, "action": "updated", "id": reader.id,
-                        "fields": changed})
-        log.debug("reader %s: %s changed", reader.id, ", ".join(changed))
-        if not dry_run:
-            write_state(reader, state)
-    report.changes = changes
+        report.changes.append(Change(rec.file, rec.row, "updated", reader_id, changed))
+        log.debug("reader %s: %s changed", reader_id, ", ".join(changed))
+        updated.append((reader_id, state))
+    if report.errors:
+        report.added = report.updated = report.unchanged = 0
+        report.changes = []
+        report.kept_unsubscribed = []
+        return report
     if not dry_run:
         try:
-            session.flush()
+            _insert(session, added)
+            _update(session, stored, updated)
         except IntegrityError as exc:
             raise Refused(
-                "the reader list changed while importing (another import or edit at the "
-                "same time?); nothing was written, please run the import again"
+                "导入期间读者名单被改动了（可能同时有另一次导入或修改）；"
+                "未写入任何内容，请重新导入"
             ) from exc
     return report
+
+
+def _insert(session: Session, states: Sequence[ReaderState]) -> None:
+    """Add readers, with their industry and channel rows, in bulk."""
+    if not states:
+        return
+    now = utcnow()
+    readers = _READERS
+    before = session.scalar(select(func.max(readers.c.id))) or 0
+    _bulk_insert(session, readers, ("name", "organization", "position", "group_name", "email",
+                                    "wecom_userid", "follows_all", "status", "created_at",
+                                    "updated_at"),
+                 [(*s[:4], s.email, s.wecom_userid, s.follows_all, s.status, now, now)
+                  for s in states])
+    # Each new row's id, by its reader's address (every new reader has one, and each is
+    # unique): ids only grow, so the new rows are past the largest id before. (RETURNING
+    # in parameter order would go row by row on SQLite, and COPY returns nothing.)
+    by_email: dict[str, int] = {}
+    by_wecom: dict[str, int] = {}
+    for reader_id, email, wecom in session.execute(
+        select(readers.c.id, readers.c.email, readers.c.wecom_userid).where(readers.c.id > before)
+    ):
+        if email:
+            by_email[email] = reader_id
+        if wecom:
+            by_wecom[wecom] = reader_id
+    ids = [by_email[s.email] if s.email else by_wecom[s.wecom_userid or ""] for s in states]
+    _insert_codes(session, [(i, c) for i, s in zip(ids, states, strict=True) for c in s.industries],
+                  [(i, c) for i, s in zip(ids, states, strict=True) for c in s.channels])
+
+
+def _insert_codes(session: Session, industries: list[tuple[int, str]],
+                  channels: list[tuple[int, str]]) -> None:
+    _bulk_insert(session, _INDUSTRIES, ("reader_id", "industry"), industries)
+    _bulk_insert(session, _CHANNELS, ("reader_id", "channel"), channels)
+
+
+def _bulk_insert(session: Session, table: Table, columns: tuple[str, ...],
+                 rows: Sequence[tuple[Any, ...]]) -> None:
+    """INSERT many rows: COPY on PostgreSQL (psycopg's executemany goes row by row, and a
+    multi-row INSERT is parsed in Python by psycopg: both take seconds for 100,000 rows),
+    executemany in batches on SQLite (the driver's loop runs in C)."""
+    if not rows:
+        return
+    if is_postgres(session):
+        connection = session.connection().connection.driver_connection
+        assert connection is not None
+        names = ", ".join(f'"{c}"' for c in columns)
+        with connection.cursor() as cursor, cursor.copy(
+            f'COPY "{table.name}" ({names}) FROM STDIN'
+        ) as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    connection = session.connection()
+    dialect = connection.dialect
+    # The driver's executemany with the rows as they are: SQLAlchemy's own executemany
+    # spends longer on each row's parameters than SQLite spends storing the row. Values
+    # are still converted as SQLAlchemy would (times to its text format).
+    convert = [(i, p) for i, c in enumerate(columns)
+               if (p := table.c[c].type.dialect_impl(dialect).bind_processor(dialect))]
+    quote = dialect.identifier_preparer.quote
+    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+           f"VALUES ({', '.join('?' * len(columns))})")
+    for chunk in _chunks(rows, 10 * _CHUNK):
+        if convert:
+            chunk = [_converted(row, convert) for row in chunk]
+        connection.exec_driver_sql(sql, list(chunk))
+
+
+def _converted(row: tuple[Any, ...], convert: Sequence[tuple[int, Callable[[Any], Any]]]) -> tuple[Any, ...]:
+    values = list(row)
+    for i, process in convert:
+        values[i] = process(values[i])
+    return tuple(values)
+
+
+def _update(session: Session, stored: _Stored, updates: Sequence[tuple[int, ReaderState]]) -> None:
+    now = utcnow()
+    readers = _READERS
+    set_row = update(readers).where(readers.c.id == bindparam("reader_id")).values(
+        {k: bindparam(k) for k in (*_SCALAR_KEYS, "updated_at")}
+    )
+    for chunk in _chunks(updates):
+        session.execute(set_row, [{"reader_id": i, **_scalar_values(s), "updated_at": now}
+                                  for i, s in chunk])
+    # Only the industry and channel rows that differ: deleted, then added.
+    gone: dict[str, list[dict[str, Any]]] = {"industry": [], "channel": []}
+    new_industries: list[tuple[int, str]] = []
+    new_channels: list[tuple[int, str]] = []
+    for reader_id, state in updates:
+        current = stored.states[reader_id]
+        have = set(stored.industry_rows(reader_id))
+        gone["industry"] += [{"rid": reader_id, "code": c} for c in have - set(state.industries)]
+        new_industries += [(reader_id, c) for c in state.industries if c not in have]
+        have = set(current.channels)
+        gone["channel"] += [{"rid": reader_id, "code": c} for c in have - set(state.channels)]
+        new_channels += [(reader_id, c) for c in state.channels if c not in have]
+    for table, key in ((_INDUSTRIES, "industry"), (_CHANNELS, "channel")):
+        stmt = delete(table).where(table.c.reader_id == bindparam("rid"),
+                                   table.c[key] == bindparam("code"))
+        for chunk in _chunks(gone[key], 10 * _CHUNK):
+            session.execute(stmt, list(chunk))
+    _insert_codes(session, new_industries, new_channels)
 
 
 def import_lists(factory: sessionmaker[Session], paths: Sequence[Path], *,
                  dry_run: bool = False) -> ImportReport:
     """Read, check and apply lists: every error is reported; anything wrong, nothing written."""
+    # Here, not at the top: listing or showing readers needs neither (start-up time).
+    from dispatch.readers.table import TableError, read_table
+    from dispatch.readers.validate import validate_tables
+
     report = ImportReport(dry_run=dry_run, files=[str(p) for p in paths])
     tables = []
     for path in paths:
@@ -287,6 +542,7 @@ def import_lists(factory: sessionmaker[Session], paths: Sequence[Path], *,
         except TableError as exc:
             report.errors.append(exc.error)
     checked = validate_tables(tables)
+    del tables  # the records hold what is needed; the raw cells can go
     report.rows = checked.rows
     report.ignored_columns = checked.ignored_columns
     report.errors.extend(checked.errors)
@@ -308,22 +564,27 @@ def import_lists(factory: sessionmaker[Session], paths: Sequence[Path], *,
 # --- one reader (the CLI's add / set) ----------------------------------------------------
 
 
-def _conflicts(index: _Index, state: ReaderState, rec: ReaderRecord,
+def _conflicts(session: Session, state: ReaderState, rec: ReaderRecord,
                reader: Reader | None) -> list[ListProblem]:
+    """The state's addresses that belong to another reader (compared case-insensitively)."""
     errors = []
-    for f, table in (("email", index.by_email), ("wecom_userid", index.by_wecom)):
+    for f, column in (("email", Reader.email), ("wecom_userid", Reader.wecom_userid)):
         value = getattr(state, f)
-        other = table.get(value.casefold()) if value else None
-        if other is not None and other is not reader:
+        if not value:
+            continue
+        stmt = select(Reader).where(func.lower(column) == value.lower())
+        if reader is not None:
+            stmt = stmt.where(Reader.id != reader.id)
+        other = session.scalars(stmt.limit(1)).first()
+        if other is not None:
             errors.append(rec.error(COLUMNS[f], f"{COLUMNS[f]}“{value}”已属于{_who(other)}"))
     return errors
 
 
 def add_reader(session: Session, rec: ReaderRecord) -> Reader:
     """A new reader from a checked record; raises RecordRefused."""
-    index = _Index.of(load_readers(session))
     state = merge(None, rec)
-    errors = _conflicts(index, state, rec, None) + check_state(state, rec)
+    errors = _conflicts(session, state, rec, None) + check_state(state, rec)
     if errors:
         raise RecordRefused(errors)
     reader = new_reader(state)
@@ -333,12 +594,11 @@ def add_reader(session: Session, rec: ReaderRecord) -> Reader:
     return reader
 
 
-def update_reader(session: Session, reader: Reader, rec: ReaderRecord) -> list[str]:
+def update_reader(session: Session, reader: Reader, rec: ReaderRecord) -> tuple[str, ...]:
     """Apply the given fields of a record to a reader; the fields that changed."""
-    index = _Index.of(load_readers(session))
     current = state_of(reader)
     state = merge(current, rec)
-    errors = _conflicts(index, state, rec, reader) + check_state(state, rec)
+    errors = _conflicts(session, state, rec, reader) + check_state(state, rec)
     if errors:
         raise RecordRefused(errors)
     changed = state.changed_fields(current)
@@ -349,13 +609,20 @@ def update_reader(session: Session, reader: Reader, rec: ReaderRecord) -> list[s
     return changed
 
 
+def _quoted(text: str) -> str:
+    """``text`` as one shell word, for a command to copy."""
+    import shlex
+
+    return shlex.quote(text)
+
+
 class RecordRefused(Refused):
     """A reader given on the command line was refused; the errors say why."""
 
     def __init__(self, errors: list[ListProblem]):
         self.errors = errors
         super().__init__("；".join(
-            f"{e.column}: {e.message}" if e.column else e.message for e in errors
+            f"{e.column}：{e.message}" if e.column else e.message for e in errors
         ))
 
 
@@ -369,20 +636,24 @@ def set_status(session: Session, reader: Reader, status: str) -> bool:
     return True
 
 
+# Prefixes that say what a KEY is, when it could be more than one.
+_KEY_KINDS = {"email": "email", "邮箱": "email", "wecom": "wecom", "企业微信": "wecom",
+              "id": "id", "编号": "id"}
+
+
 def find_reader(session: Session, key: str) -> Reader:
     """The reader a KEY names: an email, a WeChat Work user id, or the numeric id.
 
-    A prefix (``email:``, ``wecom:``, ``id:``) settles a key that could be more than one.
+    A prefix (``邮箱:``, ``企业微信:``, ``编号:`` or ``email:``, ``wecom:``, ``id:``)
+    settles a key that could be more than one.
     """
     key = key.strip()
-    kind, sep, value = key.partition(":")
-    kinds: tuple[str, ...]
-    if sep and kind in ("email", "wecom", "id"):
-        kinds, key = (kind,), value.strip()
-    else:
-        kinds = ("email", "wecom", "id")
+    kind, sep, value = key.replace("：", ":").partition(":")
+    kinds: tuple[str, ...] = ("email", "wecom", "id")
+    if sep and kind.strip().lower() in _KEY_KINDS:
+        kinds, key = (_KEY_KINDS[kind.strip().lower()],), value.strip()
     if not key:
-        raise Refused("empty reader key")
+        raise Refused("没有给出读者：请写邮箱、企业微信账号或编号")
     options = (selectinload(Reader.industry_rows), selectinload(Reader.channel_rows))
     found: dict[int, Reader] = {}
     folded = key.lower()
@@ -399,11 +670,14 @@ def find_reader(session: Session, key: str) -> Reader:
         if by_id is not None:
             found[by_id.id] = by_id
     if not found:
-        raise Refused(f"no reader with email, WeChat Work user id or id '{key}'")
-    if len(found) > 1:
-        ids = ", ".join(str(i) for i in sorted(found))
         raise Refused(
-            f"'{key}' names more than one reader (ids {ids}); "
-            f"say which with id:N, email:ADDRESS or wecom:USERID"
+            f"没有邮箱、企业微信账号或编号为“{key}”的读者；"
+            f"按姓名或单位查找请用 dispatch recipients find {_quoted(key)}"
+        )
+    if len(found) > 1:
+        ids = "、".join(str(i) for i in sorted(found))
+        raise Refused(
+            f"“{key}”对应多位读者（编号 {ids}）；请写明是哪一种："
+            f"编号:{key}、邮箱:{key} 或 企业微信:{key}"
         )
     return next(iter(found.values()))

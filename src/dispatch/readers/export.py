@@ -9,27 +9,27 @@ import takes it off), and every .xlsx cell is written as text.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TextIO, cast
 
-from dispatch.db.models import Reader
 from dispatch.errors import Refused
 from dispatch.industries import describe
 from dispatch.readers import COLUMNS, channel_words, neutralise, status_word
-from dispatch.readers.apply import state_of
 
 if TYPE_CHECKING:
     from openpyxl.worksheet.worksheet import Worksheet
 
+    from dispatch.readers.apply import ReaderState
+
 FORMATS = (".csv", ".xlsx")
 
 
-def reader_row(reader: Reader) -> list[str]:
-    """The reader's cells as an export writes them (neutralised)."""
-    s = state_of(reader)
-    return [neutralise(v) for v in (
+def reader_cells(s: ReaderState) -> list[str]:
+    """The reader's cells as the lists write them (not neutralised)."""
+    return [
         s.name,
         s.organization,
         s.position,
@@ -39,20 +39,29 @@ def reader_row(reader: Reader) -> list[str]:
         describe(s.follows_all, s.industries),
         channel_words(s.channels),
         status_word(s.status),
-    )]
+    ]
 
 
-def csv_bytes(readers: Iterable[Reader]) -> bytes:
+def reader_row(s: ReaderState) -> list[str]:
+    """The reader's cells as an export writes them (neutralised)."""
+    return [neutralise(v) for v in reader_cells(s)]
+
+
+def write_csv(rows: Iterable[list[str]], out: TextIO, header: Iterable[str] = COLUMNS.values()) -> None:
+    """CRLF line ends: what Excel on Chinese Windows opens right."""
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+
+
+def csv_bytes(states: Iterable[ReaderState]) -> bytes:
     """UTF-8 with BOM and CRLF line ends: what Excel on Chinese Windows opens right."""
     buf = io.StringIO(newline="")
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(COLUMNS.values())
-    for reader in readers:
-        writer.writerow(reader_row(reader))
+    write_csv((reader_row(s) for s in states), buf)
     return buf.getvalue().encode("utf-8-sig")
 
 
-def write_xlsx(readers: Iterable[Reader], path: Path) -> None:
+def write_xlsx(states: Iterable[ReaderState], path: Path) -> None:
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
@@ -63,8 +72,8 @@ def write_xlsx(readers: Iterable[Reader], path: Path) -> None:
     ws.append(list(COLUMNS.values()))
     for cell in ws[1]:
         cell.font = Font(bold=True)
-    for reader in readers:
-        ws.append(reader_row(reader))
+    for s in states:
+        ws.append(reader_row(s))
     # Every cell is text: Excel must not turn a numeric WeChat Work id into 1.38E+10, and
     # openpyxl would otherwise write a value starting with "=" as a formula.
     for row in ws.iter_rows(min_row=2):
@@ -79,16 +88,34 @@ def write_xlsx(readers: Iterable[Reader], path: Path) -> None:
     wb.save(path)
 
 
-def export(readers: Iterable[Reader], path: Path) -> None:
+def export(states: Iterable[ReaderState], path: Path) -> None:
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
-        raise Refused(f"{path}: can export to .csv or .xlsx, not '{path.suffix or path.name}'")
+        raise Refused(f"{path}：只能导出为 CSV 或 XLSX 文件（扩展名“.csv”或“.xlsx”），不能是“{path.suffix or path.name}”")
     if path.is_dir():
-        raise Refused(f"{path}: is a folder")
+        raise Refused(f"{path}：这是一个文件夹，请给出文件名（如 名单.csv）")
     try:
         if suffix == ".csv":
-            path.write_bytes(csv_bytes(readers))
+            path.write_bytes(csv_bytes(states))
         else:
-            write_xlsx(readers, path)
+            write_xlsx(states, path)
     except OSError as exc:
-        raise Refused(f"{path}: cannot write: {exc.strerror or exc}") from exc
+        raise Refused(f"{path}：无法写入（{os_reason(exc)}）") from exc
+
+
+_OS_REASONS = {
+    errno.EACCES: "没有写入权限",
+    errno.EPERM: "没有写入权限",
+    errno.ENOENT: "所在的文件夹不存在",
+    errno.ENOTDIR: "路径中有一段不是文件夹",
+    errno.ENOSPC: "磁盘已满",
+    errno.EDQUOT: "超出磁盘配额",
+    errno.EROFS: "磁盘是只读的",
+    errno.EISDIR: "这是一个文件夹",
+    errno.ENAMETOOLONG: "文件名过长",
+}
+
+
+def os_reason(exc: OSError) -> str:
+    """Why the system refused, in Chinese (its own message is English)."""
+    return _OS_REASONS.get(exc.errno or 0, f"系统错误，错误号 {exc.errno}")

@@ -14,6 +14,7 @@ import codecs
 import csv
 import datetime as dt
 import io
+import logging
 import posixpath
 import re
 import zipfile
@@ -29,14 +30,17 @@ from dispatch.limits import (
     TableLimits,
     read_capped,
 )
-from dispatch.readers import ListProblem, RawTable, unneutralise
+from dispatch.readers import NEUTRALISER, ListProblem, RawTable, unneutralise
 
 SUPPORTED = (".csv", ".xlsx")
+_NOT_A_WORKBOOK = "不是有效的 Excel 工作簿（XLSX）文件，或文件已损坏；请用 Excel 打开后重新保存"
+
+log = logging.getLogger(__name__)
 
 # Signatures of files that are not text tables, whatever their name says.
 _MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"PK\x03\x04", "这是一个 Excel 工作簿（.xlsx）或其他压缩文件，不是 CSV；请把扩展名改为 .xlsx，或在 Excel 中另存为 CSV"),
-    (b"\xd0\xcf\x11\xe0", "这是旧版 Excel（.xls）或 Word 文件，不是 CSV；请在 Excel 中另存为 .xlsx 或 CSV"),
+    (b"PK\x03\x04", "这是一个 Excel 工作簿（XLSX）或其他压缩文件，不是 CSV；请把扩展名改为“.xlsx”，或在 Excel 中另存为 CSV"),
+    (b"\xd0\xcf\x11\xe0", "这是旧版 Excel（XLS）或 Word 文件，不是 CSV；请在 Excel 中另存为 XLSX 或 CSV"),
     (b"\x89PNG", "这是一张 PNG 图片，不是表格文件"),
     (b"\xff\xd8\xff", "这是一张 JPEG 图片，不是表格文件"),
     (b"GIF8", "这是一张 GIF 图片，不是表格文件"),
@@ -57,8 +61,8 @@ def read_table(path: Path, display: str | None = None) -> RawTable:
     name = display or str(path)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
-        hint = "；.xls 请在 Excel 中另存为 .xlsx" if suffix == ".xls" else ""
-        raise _error(name, None, f"不支持的文件类型“{path.suffix or '（无扩展名）'}”，只接受 .csv 和 .xlsx{hint}")
+        hint = "；旧版 Excel 文件（XLS）请在 Excel 中另存为 XLSX" if suffix == ".xls" else ""
+        raise _error(name, None, f"不支持的文件类型“{path.suffix or '无扩展名'}”：只接受 CSV 和 XLSX 文件{hint}")
     try:
         data = read_capped(path, READER_LIST_BYTES, "读者名单")
     except FileRefused as exc:
@@ -83,6 +87,8 @@ _BLANK = re.compile(rb"[ \t\r\n\xef\xbb\xbf]*\Z")
 # the csv module builds a row of millions of cells.
 _LINE_DELIMITERS = 1_000
 _RECORD_LINES = 100
+_TOO_MANY_LINES = (f"此行的单元格中含有过多换行（跨越超过 {_RECORD_LINES} 行），"
+                   "可能缺少结尾的英文双引号")
 
 
 def _csv_rows(name: str, data: bytes) -> list[tuple[int, list[str]]]:
@@ -97,12 +103,16 @@ def _csv_rows(name: str, data: bytes) -> list[tuple[int, list[str]]]:
         if exc.problem == "binary":
             raise _error(name, None, "不是文本表格文件（含有二进制数据或大量控制字符），请确认选择了正确的文件") from None
         raise _error(name, _row_of_line(name, data, exc.line or 1), exc.reason) from None
-    if text.count("\n") + text.count("\r") >= READER_TABLE.rows:
+    if text.count("\n") + text.count("\r") - text.count("\r\n") >= READER_TABLE.rows:
         # Maybe too many rows: count them before keeping any (kept, rows take many
         # times the memory of their text).
         for _ in _records(name, text):
             pass
-    return [(number, [unneutralise(c) for c in cells]) for number, cells, _ in _records(name, text)]
+    return [
+        # Only a row with a neutraliser in it can hold a cell an export neutralised.
+        (number, [unneutralise(c) for c in cells] if NEUTRALISER in "".join(cells) else cells)
+        for number, cells, _ in _records(name, text)
+    ]
 
 
 def _delimiter(text: str) -> str:
@@ -123,16 +133,22 @@ def _records(name: str, text: str,
             if line.count(delimiter) > _LINE_DELIMITERS:
                 raise _error(name, row, f"此行的分隔符过多（超过 {_LINE_DELIMITERS} 个）：{_over(limits)}")
             if state["lines"] > _RECORD_LINES:
-                raise _error(name, row, f"此行的单元格中含有过多换行（跨越超过 {_RECORD_LINES} 行），"
-                             "可能缺少结尾的英文双引号")
+                raise _error(name, row, _TOO_MANY_LINES)
             yield line
 
-    reader = csv.reader(guarded(), delimiter=delimiter)
-    width = 0
+    # No line longer than the delimiters allowed on one (nearly every list): no line can
+    # hold too many, and the lines need no look of their own, only each record's span.
+    short_lines = max(map(len, text.split("\n")), default=0) <= _LINE_DELIMITERS
+    reader = csv.reader(textfile.iter_lines(text) if short_lines else guarded(),
+                        delimiter=delimiter)
+    width = last_line = 0
     try:
         # One record is one spreadsheet row, even when a quoted cell spans lines.
         for number, cells in enumerate(reader, start=1):
             state["record"], state["lines"] = number, 0
+            if reader.line_num - last_line > _RECORD_LINES:
+                raise _error(name, number, _TOO_MANY_LINES)
+            last_line = reader.line_num
             if number > limits.rows:
                 raise _error(name, number, f"名单行数过多（超过 {limits.rows} 行）：{_over(limits)}")
             if len(cells) > limits.columns and any(c.strip() for c in cells[limits.columns:]):
@@ -142,7 +158,10 @@ def _records(name: str, text: str,
                 raise _error(name, number, f"名单过大（{number} 行 × {width} 列）：{_over(limits)}")
             yield number, cells, reader.line_num
     except csv.Error as exc:
-        raise _error(name, state["record"] + 1, f"CSV 格式错误：{exc}") from None
+        log.debug("%s: csv error: %s", name, exc)
+        reason = (f"单元格内容过长（超过 {csv.field_size_limit()} 个字符），可能缺少结尾的英文双引号"
+                  if "field limit" in str(exc) else "CSV 格式错误，无法读取此行")
+        raise _error(name, state["record"] + 1, reason) from None
 
 
 def _row_of_line(name: str, data: bytes, line: int) -> int:
@@ -289,15 +308,16 @@ def _xlsx_rows(name: str, data: bytes) -> list[tuple[int, list[str]]]:
     if not data.startswith(b"PK\x03\x04"):
         for magic, message in _MAGIC:
             if data.startswith(magic):
-                raise _error(name, None, message.replace("不是 CSV", "不是 .xlsx"))
-        raise _error(name, None, "不是有效的 Excel 工作簿（.xlsx）文件；若是 CSV，请把扩展名改为 .csv")
+                raise _error(name, None, message.replace("不是 CSV", "不是 XLSX"))
+        raise _error(name, None, "不是有效的 Excel 工作簿（XLSX）文件；若是 CSV，请把扩展名改为“.csv”")
     # Limits first: the zip, its XML, then the sheet's extent, before openpyxl reads cells.
     try:
         archive = ooxml.open_package(data, XLSX, "Excel 工作簿")
     except ooxml.PackageRefused as exc:
         raise _error(name, None, exc.reason) from None
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise _error(name, None, f"不是有效的 Excel 工作簿（.xlsx）文件：{exc}") from None
+        log.debug("%s: not a workbook: %r", name, exc)
+        raise _error(name, None, _NOT_A_WORKBOOK) from None
     # The extent before openpyxl: it reads the whole sheet once already when opening a
     # workbook whose sheet has no <dimension>.
     extent = _Extent(name, READER_TABLE)
@@ -313,10 +333,10 @@ def _xlsx_rows(name: str, data: bytes) -> list[tuple[int, list[str]]]:
         raise _error(name, None, exc.reason) from None
     try:
         wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise _error(name, None, f"不是有效的 Excel 工作簿（.xlsx）文件：{exc}") from None
     except Exception as exc:  # openpyxl raises a zoo of errors on damaged workbooks
-        raise _error(name, None, f"无法读取 Excel 工作簿：{type(exc).__name__}: {exc}") from None
+        # Its messages are English and about its insides: the log has them, staff get ours.
+        log.debug("%s: openpyxl: %r", name, exc)
+        raise _error(name, None, _NOT_A_WORKBOOK) from None
     try:
         if not wb.worksheets:
             raise _error(name, None, "工作簿中没有工作表")
@@ -359,20 +379,24 @@ def _cell_text(value: object) -> str:
 
 
 def _blank(cells: list[str]) -> bool:
-    return all(not c.strip() for c in cells)
+    return not "".join(cells).strip()
 
 
 def _to_table(name: str, rows: list[tuple[int, list[str]]]) -> RawTable:
-    filled = [(n, cells) for n, cells in rows if not _blank(cells)]
-    if not filled:
-        raise _error(name, None, "文件为空（没有表头，也没有数据行）")
-    header_row, header = filled[0]
-    width = len(header)
-    while width and not header[width - 1].strip():
-        width -= 1
+    header: list[str] | None = None
+    header_row = width = 0
     data = []
-    for number, cells in filled[1:]:
+    for number, cells in rows:
+        if _blank(cells):
+            continue
+        if header is None:
+            header_row, header, width = number, cells, len(cells)
+            while width and not header[width - 1].strip():
+                width -= 1
+            continue
         if len(cells) < width:
-            cells = cells + [""] * (width - len(cells))
+            cells.extend([""] * (width - len(cells)))
         data.append((number, cells))  # extra cells past the header stay: validate reports them
+    if header is None:
+        raise _error(name, None, "文件为空（没有表头，也没有数据行）")
     return RawTable(file=name, header_row=header_row, header=header[:width], rows=data)
