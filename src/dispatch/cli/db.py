@@ -15,7 +15,7 @@ def upgrade(ctx: typer.Context) -> None:
     from dispatch.db.session import current_revision, head_revision
 
     engine = runtime_of(ctx).engine  # opening migrates
-    current, head = current_revision(engine), head_revision(engine)
+    current, head = current_revision(engine), head_revision()
     if current == head:
         typer.echo(f"数据库结构已是最新版本 {current}")
     else:  # a newer dispatch wrote this database: this one cannot go back
