@@ -4,6 +4,7 @@ for; concurrency is real (threads, one connection each)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import socket
@@ -848,3 +849,17 @@ def test_history_rows_point_at_their_delivery(sessions):
     with sessions() as s:
         (h,) = s.scalars(select(DeliveryAttempt)).all()
     assert (h.delivery_id, h.at, h.outcome, h.detail) == (c.delivery_id, T0, "sent", "ok")
+
+
+def test_a_failure_reason_quoting_the_reader_stays_out_of_info_logs(sessions, caplog):
+    planned_issue(sessions, n_email=2)
+    a, b = claim(sessions, "w1", limit=2, channels={"email"})
+    reply = "550 5.1.1 <li.hongmei@example.gov.cn>: Recipient address rejected"
+    with caplog.at_level(logging.INFO, logger="dispatch"), sessions.begin() as s:
+        ack_permanent(s, "w1", a.delivery_id, T0, reply)
+        # A temporary failure past the horizon fails too, with its reply.
+        assert leases.ack_temporary(s, "w1", b.delivery_id, T0, reply, horizon=timedelta(0))
+    info = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert sum(f"delivery {d} failed" in m for m in info for d in (a.delivery_id, b.delivery_id)) == 2
+    assert not [m for m in info if "example.gov.cn" in m]
+    assert row(sessions, a.delivery_id).last_error == reply  # kept for staff

@@ -173,6 +173,13 @@ def _record(session: Session, now: datetime, entries: list[tuple[int, str, str]]
         )
 
 
+def _log_failed(delivery_id: int, reason: str | None) -> None:
+    # A reason may quote the reader's address (an SMTP reply, a splicer's refusal): it is
+    # kept for staff in the database (`dispatch status`), and logged at DEBUG only.
+    log.info("delivery %s failed (the reason: dispatch status)", delivery_id)
+    log.debug("delivery %s failed: %s", delivery_id, reason)
+
+
 def _fenced_out(delivery_id: int, worker_id: str, kind: str) -> bool:
     log.warning(
         "delivery %s: %s ack from %s ignored: no longer its lease", delivery_id, kind, worker_id
@@ -232,7 +239,7 @@ def _settle(
         if o.delivery_id not in done:
             _fenced_out(o.delivery_id, worker_id, kind)
         elif kind == "permanent":
-            log.info("delivery %s failed: %s", o.delivery_id, o.detail)
+            _log_failed(o.delivery_id, o.detail)
     return done
 
 
@@ -280,7 +287,7 @@ def ack_temporary(
         return _fenced_out(delivery_id, worker_id, "temporary")
     _record(session, now, [(delivery_id, "temporary", detail)])
     if values["state"] == "failed":
-        log.info("delivery %s failed: %s", delivery_id, values["last_error"])
+        _log_failed(delivery_id, str(values["last_error"]))
     return True
 
 
