@@ -271,9 +271,14 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
             raise Refused(f"{file}：不是 UTF-8 编码的文本，请存为 UTF-8") from exc
         except tomllib.TOMLDecodeError as exc:
             # tomllib says where only inside its English message: "… (at line 3, column 7)".
+            # Its words are English: only the place is passed on.
             at = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
             place = f"{file}:{at[1]}" if at else str(file)
-            raise Refused(f"{place}：不是有效的 TOML（{exc}）") from exc
+            column = f"第 {at[2]} 列附近" if at else ""
+            raise Refused(
+                f"{place}：不是有效的 TOML，{column}写法不对"
+                "（常见原因：文字没加英文双引号、引号或方括号没配对、同一项写了两次）"
+            ) from exc
         for name, values in data.items():
             if name not in SECTIONS or not isinstance(values, dict):
                 raise Refused(f"{file}：没有 [{name}] 这一节（可用：{', '.join(SECTIONS)}）")
