@@ -231,10 +231,11 @@ def test_installed_dispatch_serves_an_instance_from_the_root_folder(installed, t
         assert re.fullmatch(rf"/w/{token}/a/\d+", article), headers["location"]
         status_code, _, page = http_get(base_url, article)
         assert status_code == 200 and any(a["title"] in page for a in articles)
-        # Not served yet (tracking, preferences and unsubscribing are later issues): the
-        # links in the message lead to the 404 page, rendered from the instance's
-        # templates, never to a 500.
-        for path in (f"/o/{token}.gif", f"/p/{token}", f"/u/{token}",
+        status_code, _, page = http_get(base_url, f"/u/{token}")
+        assert status_code == 200 and "确认退订" in page
+        # Not served yet (tracking and preferences are later issues): those links lead to
+        # the 404 page, rendered from the instance's templates, never to a 500.
+        for path in (f"/o/{token}.gif", f"/p/{token}",
                      "/w/" + "a" * 32, "/no/such/page"):
             status_code, _, page = http_get(base_url, path)
             assert status_code == 404 and NOT_FOUND in page, (path, status_code, page)

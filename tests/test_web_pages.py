@@ -17,10 +17,11 @@ import pytest
 import uvicorn
 from conftest import REPO, SAMPLE_ISSUE
 from smtp_servers import free_port
+from sqlalchemy import select
 
 from dispatch import editorial
 from dispatch.config import Config
-from dispatch.db.models import Delivery, Reader, ReaderIndustry
+from dispatch.db.models import Delivery, Reader, ReaderChange, ReaderIndustry
 from dispatch.db.session import transaction
 from dispatch.health import Health
 from dispatch.ingest import parse_file
@@ -48,10 +49,17 @@ class Site:
     now: list[float]  # the health clock: now[0] seconds
 
     def get(self, path: str) -> tuple[int, dict[str, str], str]:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: bytes, content_type: str) -> tuple[int, dict[str, str], str]:
+        return self.request("POST", path, body, {"Content-Type": content_type})
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
         u = urlsplit(self.base_url)
         conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
         try:
-            conn.request("GET", path)
+            conn.request(method, path, body=body, headers=headers or {})
             resp = conn.getresponse()
             body = resp.read().decode("utf-8")
             return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
@@ -327,3 +335,68 @@ def test_healthz_names_the_part_that_is_down(site):
     site.health.parts["scheduler"].ok()
     status, _, body = site.get("/healthz")
     assert status == 200 and body.startswith("ok\n"), body
+
+
+# -- unsubscribe ------------------------------------------------------------------------
+
+
+def _reader_state(site: Site, token: str) -> tuple[str, list[tuple[str, str, str | None, str | None]]]:
+    with site.runtime.sessions() as s:
+        delivery = s.scalar(select(Delivery).where(Delivery.token == token))
+        reader = s.get(Reader, delivery.reader_id)
+        changes = s.execute(
+            select(ReaderChange.source, ReaderChange.field, ReaderChange.old, ReaderChange.new)
+            .where(ReaderChange.reader_id == reader.id).order_by(ReaderChange.id)
+        ).all()
+        return reader.status, [tuple(c) for c in changes]
+
+
+def test_unsubscribe_page_asks_once_and_its_button_unsubscribes(site):
+    status, _, page = site.get(f"/u/{site.token_all}")
+    assert status == 200 and "确认退订" in page and "李四" in page
+    assert _reader_state(site, site.token_all) == ("active", [])  # a GET changes nothing
+    form = re.search(r'<form method="post" action="([^"]+)">(.*?)</form>', page, re.S)
+    assert form and form.group(1) == f"{site.base_url}/u/{site.token_all}"
+    fields = dict(re.findall(r'name="([^"]+)" value="([^"]+)"', form.group(2)))
+    body = "&".join(f"{k}={v}" for k, v in fields.items()).encode()
+
+    status, _, page = site.post(f"/u/{site.token_all}", body, "application/x-www-form-urlencoded")
+    assert status == 200 and "已退订" in page
+    assert _reader_state(site, site.token_all) == (
+        "unsubscribed", [("page", "status", "active", "unsubscribed")]
+    )
+    # Again, or the page opened later: says so, changes nothing more.
+    status, _, page = site.post(f"/u/{site.token_all}", body, "application/x-www-form-urlencoded")
+    assert status == 200 and "此前已经退订" in page
+    assert "此前已经退订" in site.get(f"/u/{site.token_all}")[2]
+    assert len(_reader_state(site, site.token_all)[1]) == 1
+
+
+@pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])
+def test_one_click_unsubscribe_as_a_mail_provider_posts_it(site, encoding):
+    # RFC 8058: a POST to the List-Unsubscribe URL, no cookies, the body
+    # List-Unsubscribe=One-Click in either form encoding.
+    if encoding == "urlencoded":
+        body, ctype = b"List-Unsubscribe=One-Click", "application/x-www-form-urlencoded"
+    else:
+        body = (b"--xyz\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\n"
+                b"One-Click\r\n--xyz--\r\n")
+        ctype = "multipart/form-data; boundary=xyz"
+    status, _, _ = site.post(f"/u/{site.token.upper()}", body, ctype)
+    assert status == 200
+    assert _reader_state(site, site.token) == (
+        "unsubscribed", [("one-click", "status", "active", "unsubscribed")]
+    )
+
+
+def test_a_post_without_the_one_click_marker_or_with_a_bad_token_changes_nothing(site):
+    status, _, page = site.post(f"/u/{site.token}", b"x=1", "application/x-www-form-urlencoded")
+    assert status == 200 and "确认退订" in page
+    status, _, page = site.post(f"/u/{site.token}", b"a" * 20_000, "text/plain")
+    assert status == 200 and "确认退订" in page
+    assert _reader_state(site, site.token) == ("active", [])
+    for token in ("a" * 26, "not-a-token", "%00"):
+        status, _, page = site.post(f"/u/{token}", b"List-Unsubscribe=One-Click",
+                                    "application/x-www-form-urlencoded")
+        assert status == 404 and "链接无效" in page
+        assert site.get(f"/u/{token}")[0] == 404

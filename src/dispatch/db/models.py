@@ -48,6 +48,9 @@ class Base(DeclarativeBase):
 
 ISSUE_STATUSES = ("draft", "finalized", "sending", "sent")
 READER_STATUSES = ("active", "inactive", "unsubscribed")
+# Who changed a reader: the reader on a page behind their link, a mail provider's
+# one-click unsubscribe (RFC 8058), an unsubscribe mail, staff (CLI, staff web), a list import.
+CHANGE_SOURCES = ("page", "one-click", "mail", "staff", "import")
 CHANNELS = ("email", "wecom")
 DELIVERY_STATES = ("queued", "sending", "sent", "retry", "failed", "cancelled")
 TAG_ORIGINS = ("auto", "editor")
@@ -210,6 +213,25 @@ class ReaderChannel(Base):
         ForeignKey("readers.id", ondelete="CASCADE"), primary_key=True
     )
     channel: Mapped[str] = mapped_column(String(10), primary_key=True)
+
+
+class ReaderChange(Base):
+    """One change to a reader (a field, its value before and after), who made it and when:
+    staff see where an unsubscribe or a new set of industries came from."""
+
+    __tablename__ = "reader_changes"
+    __table_args__ = (
+        CheckConstraint(f"source IN {CHANGE_SOURCES!r}", name="source"),
+        Index("ix_reader_changes_reader", "reader_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    source: Mapped[str] = mapped_column(String(20))
+    field: Mapped[str] = mapped_column(String(30))
+    old: Mapped[str | None] = mapped_column(Text)
+    new: Mapped[str | None] = mapped_column(Text)
 
 
 # What a worker may claim, as SQL text: the partial indexes below are defined by it and

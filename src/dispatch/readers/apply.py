@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from dispatch.clock import utcnow
-from dispatch.db.models import Reader, ReaderChannel, ReaderIndustry
+from dispatch.db.models import Reader, ReaderChange, ReaderChannel, ReaderIndustry
 from dispatch.db.session import is_postgres, transaction
 from dispatch.errors import Refused
 from dispatch.readers import (
@@ -626,13 +626,16 @@ class RecordRefused(Refused):
         ))
 
 
-def set_status(session: Session, reader: Reader, status: str) -> bool:
-    """Change a reader's status; True if it changed."""
+def set_status(session: Session, reader: Reader, status: str, *, source: str = "staff") -> bool:
+    """Change a reader's status, kept in the change log with its source; True if it changed."""
     if reader.status == status:
         return False
+    session.add(ReaderChange(
+        reader_id=reader.id, source=source, field="status", old=reader.status, new=status,
+    ))
     reader.status = status
     session.flush()
-    log.info("reader %s status %s", reader.id, status)
+    log.info("reader %s status %s (%s)", reader.id, status, source)
     return True
 
 

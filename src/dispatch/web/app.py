@@ -19,19 +19,23 @@ it nothing is recorded.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import parse_qs
 
 from jinja2 import Environment
 from sqlalchemy import select, text
 from sqlalchemy.orm import selectinload
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from dispatch.db.models import Delivery, Reader
+from dispatch.db.session import transaction
 from dispatch.editorial import get_issue
 from dispatch.faults import describe
 from dispatch.health import Health
@@ -204,6 +208,60 @@ class ReaderPages:
             headers={"Cache-Control": "no-store"},
         )
 
+    # -- unsubscribe (RFC 8058 one-click, and the page behind the email's link) -------------
+
+    def _holder(self, token: str) -> tuple[int, str, str] | None:
+        """(reader id, name, status) of the delivery behind a token; None if none."""
+        token = token.lower()
+        if not is_token(token):
+            return None
+        with self.runtime.sessions() as session:
+            row = session.execute(
+                select(Reader.id, Reader.name, Reader.status)
+                .join(Delivery, Delivery.reader_id == Reader.id)
+                .where(Delivery.token == token)
+            ).first()
+        return (row[0], row[1], row[2]) if row is not None else None
+
+    def _unsubscribe_action(self, token: str) -> str:
+        config = self.runtime.config
+        return Links(config.web.base_url, config.smtp.reply_domain, token.lower()).unsubscribe()
+
+    def unsubscribe_page(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        holder = self._holder(token)
+        if holder is None:
+            raise HTTPException(404)
+        _, name, status = holder
+        state = "already" if status == "unsubscribed" else "confirm"
+        return _html(pages.unsubscribe_page(self.env, state, name, self._unsubscribe_action(token)))
+
+    async def unsubscribe(self, request: Request) -> Response:
+        """POST: a mail provider's one-click unsubscribe (RFC 8058: the body says
+        `List-Unsubscribe=One-Click`, no cookies, no page), or the button of the page
+        above, which posts the same and says it came from the page."""
+        body = await _small_body(request)
+        if body is None or not _one_click(body):
+            # Not an unsubscribe request (or not one we can read): ask, change nothing.
+            return await run_in_threadpool(self.unsubscribe_page, request)
+        source = "page" if _form(body).get("from") == "page" else "one-click"
+        return await run_in_threadpool(self._unsubscribe, request.path_params["token"], source)
+
+    def _unsubscribe(self, token: str, source: str) -> Response:
+        from dispatch.readers.apply import set_status
+
+        with transaction(self.runtime.sessions) as session:
+            holder = self._holder(token)
+            if holder is None:
+                raise HTTPException(404)
+            reader = session.get(Reader, holder[0])
+            if reader is None:
+                raise HTTPException(404)
+            changed = set_status(session, reader, "unsubscribed", source=source)
+            name = reader.name
+        state = "done" if changed else "already"
+        return _html(pages.unsubscribe_page(self.env, state, name, self._unsubscribe_action(token)))
+
     # -- errors ------------------------------------------------------------------------
 
     def http_error(self, request: Request, exc: Exception) -> Response:
@@ -217,6 +275,33 @@ class ReaderPages:
         return _html(pages.error_page(self.env, 500), 500)
 
 
+# An unsubscribe POST is a line of form data; anything longer is not one.
+MAX_FORM_BYTES = 8 * 1024
+
+
+async def _small_body(request: Request) -> bytes | None:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return None
+    return body
+
+
+def _form(body: bytes) -> dict[str, str]:
+    """An application/x-www-form-urlencoded body; multipart/form-data fields too, the
+    other encoding RFC 8058 allows (read without a multipart parser: a few short fields)."""
+    text_ = body.decode("utf-8", "replace")
+    fields = {k: v[0] for k, v in parse_qs(text_).items()}
+    for name, value in re.findall(r'name="([^"]+)"\r?\n(?:[^\r\n]+\r?\n)*\r?\n([^\r\n]*)', text_):
+        fields.setdefault(name, value.strip())
+    return fields
+
+
+def _one_click(body: bytes) -> bool:
+    return _form(body).get("List-Unsubscribe") == "One-Click"
+
+
 def create_app(
     runtime: Runtime, *, on_event: EventHook | None = None, health: Health | None = None
 ) -> Starlette:
@@ -227,6 +312,8 @@ def create_app(
         Route("/w/{token}", reader_pages.issue, methods=["GET"]),
         Route("/w/{token}/a/{article_id:int}", reader_pages.article, methods=["GET"]),
         Route("/c/{token}/{n:int}", reader_pages.click, methods=["GET"]),
+        Route("/u/{token}", reader_pages.unsubscribe_page, methods=["GET"]),
+        Route("/u/{token}", reader_pages.unsubscribe, methods=["POST"]),
         Route("/healthz", reader_pages.healthz, methods=["GET"]),
     ]
     return Starlette(

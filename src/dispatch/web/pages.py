@@ -17,6 +17,7 @@ from dispatch.track.links import Links
 ISSUE_TEMPLATE = "web_issue.html.j2"
 ARTICLE_TEMPLATE = "web_article.html.j2"
 ERROR_TEMPLATE = "web_error.html.j2"
+UNSUBSCRIBE_TEMPLATE = "web_unsubscribe.html.j2"
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,14 @@ def article_page(env: Environment, digest: Digest, links: Links, article_id: int
         previous=articles[index - 1] if index > 0 else None,
         next=articles[index + 1] if index + 1 < len(articles) else None,
         page_title=f"{article.title} - {_issue_title(digest)}",
+    )
+
+
+def unsubscribe_page(env: Environment, state: str, reader_name: str, action: str) -> str:
+    """The page behind /u/TOKEN: `state` is confirm, done or already."""
+    return env.get_template(UNSUBSCRIBE_TEMPLATE).render(
+        state=state, reader_name=reader_name, action=action,
+        page_title=f"退订 - 《{BULLETIN}》",
     )
 
 
