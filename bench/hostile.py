@@ -104,13 +104,7 @@ def build(folder: Path) -> tuple[list[Path], list[Path]]:
     from dispatch.limits import MB
 
     def write(name: str, content: bytes | int) -> Path:
-        path = folder / name
-        if isinstance(content, int):
-            with open(path, "wb") as f:
-                f.truncate(content)
-        else:
-            path.write_bytes(content)
-        return path
+        return h.write(folder / name, content)
 
     issue_lines = h.issue_lines(12)
     reader_lines = h.reader_lines(12)

@@ -10,6 +10,7 @@ import io
 import random
 import zipfile
 from collections.abc import Callable
+from pathlib import Path
 
 from docx import Document
 from openpyxl import Workbook
@@ -20,6 +21,17 @@ HANZI = "许昌竞争情报快递未来产业新质生产力科技创新生物�
 # A small valid issue, used as the body of the Word files below.
 ISSUE_TEXT = "●行业动态\n未来产业是培育新质生产力的重要引擎\n未来产业代表着新一轮科技革命的重要方向。\n"
 READER_HEADER = "姓名,单位,职务,分组,邮箱,企业微信账号,关注产业,接收方式\n"
+
+
+def write(path: Path, content: bytes | int) -> Path:
+    """`content` into `path`; an int makes a sparse file of that many zero bytes (a huge
+    file that costs no disk)."""
+    if isinstance(content, int):
+        with open(path, "wb") as f:
+            f.truncate(content)
+    else:
+        path.write_bytes(content)
+    return path
 
 
 def _zip(parts: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:

@@ -31,13 +31,7 @@ def _sparse(size: int) -> Callable[[], bytes | int]:
 
 
 def _make(path: Path, build: Callable[[], bytes | int]) -> Path:
-    content = build()
-    if isinstance(content, int):
-        with open(path, "wb") as f:
-            f.truncate(content)
-    else:
-        path.write_bytes(content)
-    return path
+    return h.write(path, build())
 
 
 def _error_line(stderr: str) -> str:

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs
 
 from jinja2 import Environment
 from sqlalchemy import select, text
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -210,18 +210,16 @@ class ReaderPages:
 
     # -- unsubscribe (RFC 8058 one-click, and the page behind the email's link) -------------
 
-    def _holder(self, token: str) -> tuple[int, str, str] | None:
-        """(reader id, name, status) of the delivery behind a token; None if none."""
+    @staticmethod
+    def _holder(session: Session, token: str) -> Reader | None:
+        """The reader of the delivery behind a token; None if none."""
         token = token.lower()
         if not is_token(token):
             return None
-        with self.runtime.sessions() as session:
-            row = session.execute(
-                select(Reader.id, Reader.name, Reader.status)
-                .join(Delivery, Delivery.reader_id == Reader.id)
-                .where(Delivery.token == token)
-            ).first()
-        return (row[0], row[1], row[2]) if row is not None else None
+        return session.scalar(
+            select(Reader).join(Delivery, Delivery.reader_id == Reader.id)
+            .where(Delivery.token == token)
+        )
 
     def _unsubscribe_action(self, token: str) -> str:
         config = self.runtime.config
@@ -229,11 +227,12 @@ class ReaderPages:
 
     def unsubscribe_page(self, request: Request) -> Response:
         token = request.path_params["token"]
-        holder = self._holder(token)
-        if holder is None:
-            raise HTTPException(404)
-        _, name, status = holder
-        state = "already" if status == "unsubscribed" else "confirm"
+        with self.runtime.sessions() as session:
+            reader = self._holder(session, token)
+            if reader is None:
+                raise HTTPException(404)
+            state = "already" if reader.status == "unsubscribed" else "confirm"
+            name = reader.name
         return _html(pages.unsubscribe_page(self.env, state, name, self._unsubscribe_action(token)))
 
     async def unsubscribe(self, request: Request) -> Response:
@@ -251,10 +250,7 @@ class ReaderPages:
         from dispatch.readers.apply import set_status
 
         with transaction(self.runtime.sessions) as session:
-            holder = self._holder(token)
-            if holder is None:
-                raise HTTPException(404)
-            reader = session.get(Reader, holder[0])
+            reader = self._holder(session, token)
             if reader is None:
                 raise HTTPException(404)
             changed = set_status(session, reader, "unsubscribed", source=source)
