@@ -179,3 +179,45 @@ def test_issues_stored_before_the_content_hash_get_it_on_upgrade(dispatch):
     engine.dispose()
     r = dispatch("issues", "ingest", str(SAMPLE_ISSUE))
     assert r.exit_code == 1 and "--again" in r.stderr
+
+
+def test_the_migrations_build_what_the_models_describe(db_url):
+    """An Alembic comparison of the migrated database with the models finds nothing
+    missing or extra (tables, columns, indexes, types)."""
+    from alembic.autogenerate import compare_metadata
+
+    from dispatch.db.models import Base
+
+    engine = make_engine(db_url)
+    migrate(engine)
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(ctx, Base.metadata)
+    assert diff == []
+
+
+def test_readers_keep_their_industries_and_channels_through_0007_and_back(dispatch):
+    """0007 adds columns to readers and deliveries in place: on SQLite a copied table
+    would cascade deletes to the readers' industries and channels."""
+    from alembic import command
+    from conftest import SAMPLE_READERS
+
+    dispatch.ok("recipients", "import", str(SAMPLE_READERS))
+    engine = make_engine(dispatch.db_url)
+
+    def counts() -> tuple[int, int, int]:
+        with engine.connect() as conn:
+            return tuple(
+                conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
+                for t in ("readers", "reader_industries", "reader_channels")
+            )
+
+    before = counts()
+    assert before[1] > 0 and before[2] > 0
+    command.downgrade(alembic_config(engine), "0006")
+    assert counts() == before
+    assert migrate(engine) is True
+    assert counts() == before
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT max(email_bounces) FROM readers")).scalar_one() == 0
+    engine.dispose()

@@ -65,11 +65,32 @@ class SmtpConfig:
 
 @dataclass
 class ImapConfig:
+    # Off until configured: `dispatch run` polls the mailbox only when enabled.
+    enabled: bool = False
     host: str = "127.0.0.1"
     port: int = 993
     security: str = "tls"
     username: str = ""
     mailbox: str = "INBOX"
+    # Where a message goes once handled: nothing is read twice, nothing is deleted.
+    processed_mailbox: str = "Processed"
+    poll_seconds: int = 60
+    timeout_seconds: float = 30.0
+    tls_ca_file: str = ""
+    tls_verify: bool = True
+
+
+@dataclass
+class TrackingConfig:
+    # An open this soon after the message was handed over is a machine's (a security
+    # gateway or an image proxy fetching ahead), counted apart from readers' opens.
+    machine_open_seconds: float = 10.0
+
+
+@dataclass
+class FeedbackConfig:
+    # Hard bounces in a row after which a reader's email is suspended (staff lift it).
+    bounce_limit: int = 3
 
 
 @dataclass
@@ -120,6 +141,9 @@ class Secrets:
     wecom_secret: str = field(default="", repr=False)
     wecom_token: str = field(default="", repr=False)
     wecom_aes_key: str = field(default="", repr=False)
+    # Signs the forms of the reader pages (and staff sessions); when unset, a random key
+    # is made once and kept in the database (dispatch.track.keys).
+    secret_key: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Secrets:
@@ -137,6 +161,8 @@ class Config:
     wecom: WecomConfig = field(default_factory=WecomConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     tagging: TaggingConfig = field(default_factory=TaggingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     secrets: Secrets = field(default_factory=Secrets, repr=False)
@@ -254,7 +280,8 @@ CHOICES = {
 }
 
 SECTIONS = (
-    "database", "web", "smtp", "imap", "wecom", "schedule", "delivery", "tagging", "paths",
+    "database", "web", "smtp", "imap", "wecom", "schedule", "delivery", "tracking", "feedback",
+    "tagging", "paths",
 )
 
 

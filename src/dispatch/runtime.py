@@ -38,6 +38,13 @@ class Runtime:
         return session_factory(self.engine)
 
     @cached_property
+    def signing_key(self) -> bytes:
+        """Signs reader pages' forms (dispatch.track.signing)."""
+        from dispatch.track.signing import load_key
+
+        return load_key(self.sessions, self.config.secrets.secret_key)
+
+    @cached_property
     def rules(self) -> Rules:
         from dispatch.tagging.rules import load_rules
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -49,11 +50,21 @@ class Base(DeclarativeBase):
 ISSUE_STATUSES = ("draft", "finalized", "sending", "sent")
 READER_STATUSES = ("active", "inactive", "unsubscribed")
 # Who changed a reader: the reader on a page behind their link, a mail provider's
-# one-click unsubscribe (RFC 8058), an unsubscribe mail, staff (CLI, staff web), a list import.
-CHANGE_SOURCES = ("page", "one-click", "mail", "staff", "import")
+# one-click unsubscribe (RFC 8058), an unsubscribe mail, staff (CLI, staff web), a list
+# import, the bounce rule (email suspended after repeated hard bounces), a WeChat Work message.
+CHANGE_SOURCES = ("page", "one-click", "mail", "staff", "import", "bounce", "wecom")
 CHANNELS = ("email", "wecom")
 DELIVERY_STATES = ("queued", "sending", "sent", "retry", "failed", "cancelled")
 TAG_ORIGINS = ("auto", "editor")
+# What a reader did, as the track stage records it.
+EVENT_KINDS = ("open", "click", "web_view", "article_view")
+# Where feedback came from: an email reply, a WeChat Work message, a reader page.
+FEEDBACK_CHANNELS = ("email", "wecom", "web")
+# useful / not_useful: the 有用 / 没用 votes (one per delivery and article, changeable);
+# comment: words left on a page; reply: a person's answer by mail or WeChat Work;
+# auto_reply, bounce: what mail servers and out-of-office rules send back.
+VOTE_KINDS = ("useful", "not_useful")
+FEEDBACK_KINDS = (*VOTE_KINDS, "comment", "reply", "auto_reply", "bounce")
 
 
 class Issue(Base):
@@ -174,6 +185,14 @@ class Reader(Base):
     wecom_userid: Mapped[str | None] = mapped_column(String(64), unique=True)
     follows_all: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(20), default="active")
+    # The reader asked for a break (preferences page): nothing is planned for them before.
+    paused_until: Mapped[datetime | None] = mapped_column(DateTime)
+    # Hard bounces of their email in a row; at [feedback] bounce_limit their email is
+    # suspended (email_suspended_at) until staff lift it.
+    email_bounces: Mapped[int] = mapped_column(
+        Integer, default=0, server_default=text("0")
+    )
+    email_suspended_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -285,6 +304,8 @@ class Delivery(Base):
     # When the first outcome since planning (or since staff's last `dispatch retry`) was
     # recorded: the retry horizon counts from here (see dispatch.deliver.retry).
     first_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # A hard bounce came back for this delivery after it was handed over (state stays sent).
+    bounced_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class DeliveryAttempt(Base):
@@ -299,3 +320,83 @@ class DeliveryAttempt(Base):
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     outcome: Mapped[str] = mapped_column(String(20))
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class Event(Base):
+    """Something a reader (or a machine on their behalf) did with a delivery."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {EVENT_KINDS!r}", name="kind"),
+        Index("ix_events_issue", "issue_id", "kind"),
+        Index("ix_events_delivery", "delivery_id", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Kept beside delivery_id so a report reads one issue's events by index.
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    article_id: Mapped[int | None] = mapped_column(
+        ForeignKey("articles.id", ondelete="SET NULL")
+    )
+    n: Mapped[int | None] = mapped_column(Integer)  # the link number of a click
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # An image proxy, a security scanner or a fetch on arrival: kept, counted apart.
+    machine: Mapped[bool] = mapped_column(Boolean, default=False)
+    user_agent: Mapped[str] = mapped_column(String(400), default="")
+    client_ip: Mapped[str | None] = mapped_column(String(45))
+
+
+class Feedback(Base):
+    """What a reader said (or what came back in their name): votes, comments, replies,
+    auto-replies and bounces, tied to the delivery, issue, reader and article where known."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {FEEDBACK_KINDS!r}", name="kind"),
+        CheckConstraint(f"channel IN {FEEDBACK_CHANNELS!r}", name="channel"),
+        Index("ix_feedback_received", "received_at"),
+        Index("ix_feedback_issue", "issue_id", "received_at"),
+        # One vote per delivery and article: a second click changes it.
+        Index(
+            "uq_feedback_vote",
+            "delivery_id",
+            "article_id",
+            unique=True,
+            postgresql_where=text(f"kind IN {VOTE_KINDS!r}"),
+            sqlite_where=text(f"kind IN {VOTE_KINDS!r}"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reader_id: Mapped[int | None] = mapped_column(ForeignKey("readers.id", ondelete="SET NULL"))
+    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="SET NULL"))
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="SET NULL")
+    )
+    article_id: Mapped[int | None] = mapped_column(
+        ForeignKey("articles.id", ondelete="SET NULL")
+    )
+    channel: Mapped[str] = mapped_column(String(10))
+    kind: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(Text, default="")
+    sender: Mapped[str | None] = mapped_column(String(254))  # the From address of a message
+    subject: Mapped[str | None] = mapped_column(String(500))
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)  # the whole message, as received
+    # Where it came from, once: "imap:<Message-ID>", "wecom:<MsgId>"; a replay stores nothing.
+    source_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    handled_at: Mapped[datetime | None] = mapped_column(DateTime)
+    handled_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class SiteKey(Base):
+    """Keys the service makes for itself once (e.g. the form-signing key when
+    $DISPATCH_SECRET_KEY is unset), shared by every process on the database."""
+
+    __tablename__ = "site_keys"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
