@@ -863,3 +863,58 @@ def test_a_failure_reason_quoting_the_reader_stays_out_of_info_logs(sessions, ca
     assert sum(f"delivery {d} failed" in m for m in info for d in (a.delivery_id, b.delivery_id)) == 2
     assert not [m for m in info if "example.gov.cn" in m]
     assert row(sessions, a.delivery_id).last_error == reply  # kept for staff
+
+
+# --- pauses and suspended email ------------------------------------------------------
+
+
+def test_planning_skips_readers_paused_past_publication_and_suspended_email(sessions):
+    """A reader's pause holds back what is published before it ends; a suspended email
+    holds back the email channel only. The dry run's audience says the same."""
+    from dispatch.plan.fanout import audience, audience_by_channel, publication_time
+
+    with sessions.begin() as s:
+        issue_id = add_issue(s, publish_at=T0)
+        plain = add_reader(s, "plain", ("email", "wecom"))
+        paused = add_reader(s, "paused", ("email", "wecom"))
+        over = add_reader(s, "over", ("email",))  # paused until the issue came out
+        bounced = add_reader(s, "bounced", ("email", "wecom"))
+        bounced_only = add_reader(s, "bounced_only", ("email",))
+        s.get(Reader, paused).paused_until = T0 + timedelta(seconds=1)
+        s.get(Reader, over).paused_until = T0
+        for r in (bounced, bounced_only):
+            s.get(Reader, r).email_suspended_at = T0 - timedelta(days=1)
+            s.get(Reader, r).email_bounces = 3
+    with sessions() as s:
+        # Scheduled for T0 and not gone out yet; the tick that takes it comes an hour late.
+        published = publication_time(s, issue_id, now=T0 + timedelta(hours=1))
+        assert published == T0
+        expected = audience_by_channel(s, published)
+        reached = [(r.id, channels) for r, channels in audience(s, published)]
+    assert reached == [(plain, ["email", "wecom"]), (over, ["email"]), (bounced, ["wecom"])]
+    assert fan_out(sessions, issue_id, now=T0 + timedelta(hours=1)) == expected == {
+        "email": 2, "wecom": 2}
+    with sessions() as s:
+        rows = s.execute(select(Delivery.reader_id, Delivery.channel)
+                         .order_by(Delivery.reader_id, Delivery.channel)).all()
+    assert [tuple(r) for r in rows] == [
+        (plain, "email"), (plain, "wecom"), (over, "email"), (bounced, "wecom")]
+
+
+def test_publication_is_when_an_issue_first_went_out_or_its_schedule_if_earlier():
+    from dispatch.plan.fanout import published_at
+
+    assert published_at(T0, None, T0 - timedelta(days=2)) == T0 - timedelta(days=2)  # sent early
+    assert published_at(T0, T0 + timedelta(hours=1), T0 + timedelta(days=9)) == T0  # a late tick
+    assert published_at(T0, T0 - timedelta(days=1), T0 + timedelta(days=9)) == T0 - timedelta(days=1)
+    assert published_at(None, None, T0) == T0
+
+
+def test_sending_again_later_reaches_no_one_who_was_paused_when_it_went_out(sessions):
+    with sessions.begin() as s:
+        issue_id = add_issue(s, publish_at=T0)
+        s.get(Issue, issue_id).fanned_out_at = T0
+        paused = add_reader(s, "paused", ("email",))
+        s.get(Reader, paused).paused_until = T0 + timedelta(days=7)
+    # A week and a day later their pause is over; the issue came out during it.
+    assert fan_out(sessions, issue_id, now=T0 + timedelta(days=8)) == {"email": 0, "wecom": 0}

@@ -91,7 +91,8 @@ def test_json_and_csv_carry_the_same_readers(readers):
     assert len(listed) == SAMPLE_ROWS + 3
     assert set(listed[0]) == {"id", "name", "organization", "position", "group", "email",
                               "wecom_userid", "follows_all", "industries", "channels",
-                              "status", "created_at", "updated_at"}
+                              "status", "created_at", "updated_at", "paused_until",
+                              "email_suspended_at", "email_bounces"}
     rows = list(csv.reader(io.StringIO(readers.ok("recipients", "list", "--csv"))))
     assert rows[0] == ["编号", "姓名", "单位", "职务", "分组", "邮箱", "企业微信账号", "关注产业",
                        "接收方式", "状态"]
@@ -338,3 +339,128 @@ def _unsubscribe(d, email: str) -> None:
         s.execute(update(Reader).where(Reader.email == email).values(status="unsubscribed"))
     engine.dispose()
 
+
+
+# --- pauses, suspended email, the change log ----------------------------------------------
+
+
+def _db(d):
+    """A transaction on the installation's database, for what readers and the bounce rule
+    change without the CLI."""
+    import contextlib
+
+    from dispatch.db.session import make_engine, session_factory, transaction
+
+    @contextlib.contextmanager
+    def session():
+        engine = make_engine(d.db_url)
+        try:
+            with transaction(session_factory(engine)) as s:
+                yield s
+        finally:
+            engine.dispose()
+
+    return session()
+
+
+def _reader(s, email: str):
+    from sqlalchemy import select
+
+    from dispatch.db.models import Reader
+
+    return s.scalar(select(Reader).where(Reader.email == email))
+
+
+LI = "lihongmei@example.gov.cn"
+HAN = "hanxue@kangtai.example.com"
+
+
+def test_staff_see_a_pause_and_a_suspended_email_and_lift_them(dispatch):
+    from datetime import timedelta
+
+    from dispatch import clock
+    from dispatch.readers.changes import PAUSE_BY_CODE, pause, pause_end
+
+    d = dispatch
+    d.ok("recipients", "import", str(SAMPLE_READERS))
+    now = clock.utcnow()
+    until = pause_end(PAUSE_BY_CODE["2w"], now)
+    with _db(d) as s:
+        pause(s, _reader(s, LI), until, source="page")
+        han = _reader(s, HAN)
+        han.email_suspended_at, han.email_bounces = now - timedelta(hours=1), 3
+        li_id, han_id = _reader(s, LI).id, han.id
+    day = clock.to_local(until)
+    outputs = []
+
+    def run(*args: str) -> str:
+        out = d.ok(*args, env={"COLUMNS": "80"})
+        outputs.append(out)
+        return out
+
+    out = run("recipients", "show", LI)
+    assert "正常（暂停）" in out
+    assert f"暂停至        {day.year}年{day.month}月{day.day}日（读者自己暂停，到期自动恢复）" in out
+    assert "最近的修改" in out and f"网页  暂停至 {clock.show(until)}" in out
+    out = run("recipients", "show", HAN)
+    assert "正常（退信停发）" in out
+    assert (f"邮件退信停发  自 {clock.show(now - timedelta(hours=1))}，连续退信 3 次；"
+            f"核实邮箱后恢复：dispatch recipients activate {han_id}") in out
+
+    # The list says so, and filters by it.
+    out = run("recipients", "list")
+    assert next(line for line in out.splitlines() if "李红梅" in line).endswith("暂停")
+    assert next(line for line in out.splitlines() if "韩雪" in line).endswith("退信停发")
+    assert [r["id"] for r in _json(d, "list", "--status", "暂停")] == [li_id]
+    assert [r["id"] for r in _json(d, "list", "--status", "退信停发")] == [han_id]
+    assert li_id not in [r["id"] for r in _json(d, "list", "--status", "正常")]
+    r = d("recipients", "list", "--status", "休假")
+    assert r.exit_code == 2 and "正常、停用、退订、暂停、退信停发" in r.stderr
+    data = _json(d, "show", HAN)
+    assert (data["paused_until"], data["email_bounces"]) == (None, 3)
+    assert data["email_suspended_at"] == clock.show(now - timedelta(hours=1))
+    assert _json(d, "show", LI)["paused_until"] == clock.show(until)
+    assert {"paused_until", "email_suspended_at", "email_bounces"} <= set(_json(d, "list")[0])
+
+    # activate lifts both, and the log says staff did it.
+    out = run("recipients", "activate", HAN)
+    assert out.strip() == f"读者 {han_id}：已恢复发送邮件（退信停发已解除）"
+    out = run("recipients", "activate", LI)
+    assert out.strip() == f"读者 {li_id}：已取消读者设置的暂停"
+    with _db(d) as s:
+        han, li = _reader(s, HAN), _reader(s, LI)
+        assert (han.email_suspended_at, han.email_bounces, li.paused_until) == (None, 0, None)
+    assert _json(d, "list", "--status", "暂停") == [] and _json(d, "list", "--status", "退信停发") == []
+    out = run("recipients", "show", HAN)
+    assert "工作人员  解除邮件退信停发" in out and "退信停发（" not in out
+    changes = _json(d, "show", LI)["changes"]
+    assert [(c["source"], c["field"], c["new"]) for c in changes] == [
+        ("staff", "paused_until", None), ("page", "paused_until", until.isoformat(timespec="seconds"))]
+    assert run("recipients", "activate", LI).strip() == f"读者 {li_id}：本来就是正常状态"
+
+    data = {v for r in _json(d, "list") for v in (r["wecom_userid"], r["email"], r["name"]) if v}
+    for text in outputs:
+        for value in sorted(data, key=len, reverse=True):
+            text = text.replace(value, " ")
+        assert english_words(text) == [], text
+
+
+def test_changes_by_staff_and_imports_are_logged_with_their_source(dispatch, tmp_path):
+    d = dispatch
+    d.ok("recipients", "import", str(SAMPLE_READERS))
+    d.ok("recipients", "set", HAN, "--industries", "生物医药、食品", "--position", "总监")
+    changed = tmp_path / "changed.csv"
+    changed.write_text(SAMPLE_READERS.read_text(encoding="utf-8").replace(
+        "hanxue@kangtai.example.com,,生物医药,,正常", "hanxue@kangtai.example.com,,全部,,退订"),
+        encoding="utf-8")
+    d.ok("recipients", "import", str(changed))
+    out = d.ok("recipients", "show", HAN)
+    lines = out.splitlines()
+    start = lines.index("  最近的修改")
+    # Newest first; the time, then who, then what.
+    assert [line.split(None, 2)[2] for line in lines[start + 1:]] == [
+        "导入  状态：正常 → 退订",
+        "导入  关注产业：生物医药、食品 → 全部",
+        "工作人员  关注产业：生物医药 → 生物医药、食品",
+    ], out
+    assert english_words(out.replace(HAN, " ")) == []

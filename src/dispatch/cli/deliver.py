@@ -198,15 +198,16 @@ def _dry_run(runtime: Runtime, issue_id: int, as_json: bool) -> None:
         issue = editorial.get_issue(session, issue_id)
         renderer = IssueRenderer.for_issue(issue, environment(runtime.config), runtime.config)
         titles = {a.id: a.title for a in renderer.view.articles}
-        for r in fanout.audience(session):
+        published = fanout.publication_time(session, issue_id)
+        for r, channels in fanout.audience(session, published):
             view = ReaderView.of(r)
             sel = renderer.selection(view)
             rows.append({
-                "reader": r.id, "name": r.name, "channels": r.channels,
+                "reader": r.id, "name": r.name, "channels": channels,
                 "recommended": [titles[i] for i in sel.recommended],
                 "others": len(sel.others), "whole_issue": sel.whole_issue,
             })
-        channel_counts = fanout.audience_by_channel(session)
+        channel_counts = fanout.audience_by_channel(session, published)
     if as_json:
         print_json({"issue": issue_id, "by_channel": channel_counts, "readers": rows})
         return

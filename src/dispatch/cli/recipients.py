@@ -17,11 +17,16 @@ from dispatch.cli.screen import console
 from dispatch.errors import Refused
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from rich.console import Console
 
     from dispatch.db.models import Reader
     from dispatch.readers import ImportReport, ReaderRecord
     from dispatch.readers.apply import Listed, ReaderState
+
+    # A logged change as `show` prints it: when, source, field, old and new value.
+    Logged = tuple[datetime, str, str, str | None, str | None]
 
 app = typer.Typer(no_args_is_help=True, help="读者名单：导入、导出、查看、查找和修改读者。")
 
@@ -68,13 +73,17 @@ def reader_json(listed: Listed) -> dict[str, Any]:
         "status": s.status,
         "created_at": clock.show(listed.created_at),
         "updated_at": clock.show(listed.updated_at),
+        "paused_until": clock.show(listed.paused_until) or None,
+        "email_suspended_at": clock.show(listed.email_suspended_at) or None,
+        "email_bounces": listed.email_bounces,
     }
 
 
 def _listed(reader: Reader) -> Listed:
     from dispatch.readers.apply import Listed, state_of
 
-    return Listed(reader.id, state_of(reader), reader.created_at, reader.updated_at)
+    return Listed(reader.id, state_of(reader), reader.created_at, reader.updated_at,
+                  reader.paused_until, reader.email_suspended_at, reader.email_bounces)
 
 
 # --- import / export ---------------------------------------------------------------------
@@ -157,7 +166,8 @@ ChannelOpt = Annotated[str | None, typer.Option(
     "--channel", metavar="方式", help="只要按此方式接收的读者：邮件或企业微信",
 )]
 StatusOpt = Annotated[str | None, typer.Option(
-    "--status", metavar="状态", help="只要此状态的读者：正常、停用或退订",
+    "--status", metavar="状态",
+    help="只要此状态的读者：正常、停用、退订、暂停（读者自己暂停接收）或退信停发（邮箱多次退信，停发邮件）",
 )]
 
 
@@ -182,7 +192,7 @@ def export(
 
     keep = _filter(industry, group, channel, status)
     with transaction(runtime_of(ctx).sessions) as session:
-        states = [r.state for r in list_readers(session) if keep(r.state)]
+        states = [r.state for r in list_readers(session) if keep(r)]
     export_readers(states, path)
     typer.echo(f"已把 {len(states)} 位读者写入 {path}")
 
@@ -191,11 +201,12 @@ def export(
 
 
 def _filter(industry: str | None, group: str | None, channel: str | None,
-            status: str | None) -> Callable[[ReaderState], bool]:
+            status: str | None) -> Callable[[Listed], bool]:
     tests: list[Callable[[ReaderState], bool]] = []
     if all(v is None for v in (industry, group, channel, status)):
         return lambda r: True
-    from dispatch.readers.validate import parse_channels, parse_industries, parse_status
+    from dispatch.clock import utcnow
+    from dispatch.readers.validate import parse_channels, parse_industries, parse_state
 
     if industry is not None:
         try:
@@ -213,14 +224,15 @@ def _filter(industry: str | None, group: str | None, channel: str | None,
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--channel") from None
         tests.append(lambda r: bool(wanted & set(r.channels)))
+    wanted_state = None
     if status is not None:
         try:
-            st = parse_status(status)
+            wanted_state = parse_state(status)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--status") from None
-        if st:
-            tests.append(lambda r: r.status == st)
-    return lambda r: all(t(r) for t in tests)
+    now = utcnow()
+    return lambda r: (all(t(r.state) for t in tests)
+                      and (wanted_state is None or wanted_state in r.states(now)))
 
 
 WideOpt = Annotated[bool, typer.Option("--wide", help="显示所有列（较宽，不截断）")]
@@ -249,7 +261,7 @@ def list_(
     _one_format(as_json, as_csv)
     keep = _filter(industry, group, channel, status)
     with transaction(runtime_of(ctx).sessions) as session:
-        readers = [r for r in list_readers(session) if keep(r.state)]
+        readers = [r for r in list_readers(session) if keep(r)]
     if not readers and not (as_json or as_csv):
         filtered = any(v is not None for v in (industry, group, channel, status))
         typer.echo("没有符合条件的读者" if filtered else
@@ -285,7 +297,7 @@ def find(
         raise typer.BadParameter("要找的文字为空", param_hint="文字")
     keep = _filter(industry, group, channel, status)
     with transaction(runtime_of(ctx).sessions) as session:
-        readers = [r for r in find_readers(session, text) if keep(r.state)]
+        readers = [r for r in find_readers(session, text) if keep(r)]
     if not readers and not (as_json or as_csv):
         typer.echo(f"没有找到姓名、单位、邮箱或企业微信账号中含有“{text.strip()}”的读者")
         return
@@ -333,10 +345,12 @@ _LABELS = ("编号", "姓名", "单位", "地址", "状态")
 
 
 def _print_narrow(readers: list[Listed]) -> None:
-    from dispatch.readers import status_word
+    from dispatch.clock import utcnow
+    from dispatch.readers import state_words
 
+    now = utcnow()
     rows = [(str(r.id), r.state.name, r.state.organization, _address(r.state),
-             status_word(r.state.status)) for r in readers]
+             state_words(r.states(now))) for r in readers]
     typer.echo("\n".join(narrow_table(rows, _out().width, title=f"读者 {len(rows)} 人")))
 
 
@@ -424,27 +438,59 @@ def show(ctx: typer.Context, key: KeyArg, as_json: JsonFlag = False) -> None:
     """显示一位读者的全部信息。"""
     from dispatch.db.session import transaction
     from dispatch.readers.apply import find_reader
+    from dispatch.readers.changes import recent_changes
 
     with transaction(runtime_of(ctx).sessions) as session:
         listed = _listed(find_reader(session, key))
-    _show(listed, as_json)
+        changes = [(c.at, c.source, c.field, c.old, c.new)
+                   for c in recent_changes(session, listed.id, SHOWN_CHANGES)]
+    _show(listed, changes, as_json)
 
 
-def _show(listed: Listed, as_json: bool) -> None:
+# How many of a reader's last changes `show` lists.
+SHOWN_CHANGES = 5
+
+
+def _show(listed: Listed, changes: list[Logged], as_json: bool) -> None:
     """Label and value, one line each, never wrapped: an address stays whole."""
     from rich.cells import cell_len
 
     from dispatch import clock
+    from dispatch.readers import state_words
+    from dispatch.readers.changes import describe_change, pause_date
     from dispatch.readers.export import reader_cells
+    from dispatch.statewords import CHANGE_SOURCE_WORDS
 
     if as_json:
-        print_json(reader_json(listed))
+        print_json({**reader_json(listed), "changes": [
+            {"at": clock.show(at), "source": source, "field": field, "old": old, "new": new}
+            for at, source, field, old, new in changes
+        ]})
         return
-    rows = [*zip(_column_labels(), reader_cells(listed.state), strict=True),
-            ("加入时间", clock.show(listed.created_at)), ("更新时间", clock.show(listed.updated_at))]
+    now = clock.utcnow()
+    states = listed.states(now)
+    cells = reader_cells(listed.state)
+    rows = list(zip(_column_labels(), cells, strict=True))
+    if states != (listed.state.status,):
+        rows[-1] = (rows[-1][0], f"{cells[-1]}（{state_words(states)}）")
+    if "paused" in states and listed.paused_until is not None:
+        rows.append(("暂停至", f"{clock.cn_date(pause_date(listed.paused_until))}"
+                               "（读者自己暂停，到期自动恢复）"))
+    if listed.email_suspended_at is not None:
+        rows.append(("邮件退信停发", f"自 {clock.show(listed.email_suspended_at)}，"
+                                     f"连续退信 {listed.email_bounces} 次；"
+                                     f"核实邮箱后恢复：dispatch recipients activate {listed.id}"))
+    elif listed.email_bounces:
+        rows.append(("邮件退信", f"连续 {listed.email_bounces} 次"))
+    rows += [("加入时间", clock.show(listed.created_at)),
+             ("更新时间", clock.show(listed.updated_at))]
     width = max(cell_len(label) for label, _ in rows)
     lines = [f"读者 {listed.id}"]
     lines += [f"  {label}{' ' * (width - cell_len(label))}  {value}" for label, value in rows]
+    if changes:
+        lines.append("  最近的修改")
+        lines += [f"    {clock.show(at)}  {CHANGE_SOURCE_WORDS.get(source, source)}  "
+                  f"{describe_change(field, old, new)}" for at, source, field, old, new in changes]
     typer.echo("\n".join(lines))
 
 
@@ -592,10 +638,13 @@ def activate(
 ) -> None:
     """恢复给一位读者发送。
 
-    状态改为“正常”。已退订的读者只有本人要求时才能恢复，须加 --resubscribe。
+    状态改为“正常”；读者自己设置的暂停也一并取消；邮箱因多次退信而停发的，恢复发送邮件
+    （请先核实邮箱，必要时用 dispatch recipients set 改正）。已退订的读者只有本人要求时才能恢复，
+    须加 --resubscribe。
     """
     from dispatch.db.session import transaction
     from dispatch.readers.apply import find_reader, set_status
+    from dispatch.readers.changes import lift_email_suspension, resume
 
     with transaction(runtime_of(ctx).sessions) as session:
         reader = find_reader(session, key)
@@ -604,5 +653,9 @@ def activate(
                 f"读者 {reader.id} 已退订；只有读者本人要求重新接收时，"
                 "才能加上 --resubscribe 恢复发送"
             )
-        changed = set_status(session, reader, "active")
-        typer.echo(f"读者 {reader.id}：" + ("已恢复发送" if changed else "本来就是正常状态"))
+        done = [word for word, changed in (
+            ("已恢复发送（状态改为正常）", set_status(session, reader, "active")),
+            ("已取消读者设置的暂停", resume(session, reader, source="staff")),
+            ("已恢复发送邮件（退信停发已解除）", lift_email_suspension(session, reader)),
+        ) if changed]
+        typer.echo(f"读者 {reader.id}：" + ("；".join(done) if done else "本来就是正常状态"))

@@ -14,8 +14,15 @@ is planned) and marks the issue planned at the end.
 Every channel a reader chose is planned, configured here or not: a row for a channel no
 worker serves waits in 'queued' (never failed, never lost) until one does.
 
+Who is planned (`receiving`, `PLANNED_CHANNEL`): active readers, except those who paused
+(the preferences page) past the issue's publication time, by each channel they chose,
+except email while the bounce rule has it suspended. The publication time is when the
+issue first went out, or its scheduled time if that was earlier (`published_at`): planning
+it again later (a crash resumed, `dispatch send` again) reaches the same readers.
+
 `audience` and `audience_by_channel` say who planning would reach, for `dispatch send
---dry-run`; `planned_token` reads back the token a reader's delivery got, for previews.
+--dry-run`, by the same conditions; `planned_token` reads back the token a reader's
+delivery got, for previews.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from collections import Counter
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, exists, func, select, text
+from sqlalchemy import ColumnElement, Table, and_, exists, func, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -41,8 +48,33 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1000
 ANALYZE_AFTER = 1000  # new rows
-# Who gets an issue: readers not paused or unsubscribed.
+# Readers not stopped by staff (停用) and not unsubscribed.
 ACTIVE = Reader.status == "active"
+# The channels of a receiving reader that are planned: email only while not suspended.
+PLANNED_CHANNEL = or_(ReaderChannel.channel != "email", Reader.email_suspended_at.is_(None))
+
+
+def receiving(published: datetime) -> ColumnElement[bool]:
+    """Readers an issue published at ``published`` goes to: active, and not paused past it."""
+    return and_(ACTIVE, or_(Reader.paused_until.is_(None), Reader.paused_until <= published))
+
+
+def published_at(publish_at: datetime | None, fanned_out_at: datetime | None,
+                 now: datetime) -> datetime:
+    """An issue's publication time: when it first went out (``now`` if it has not yet),
+    or its scheduled time if that was earlier (a late tick, a scheduler that was down)."""
+    went_out = fanned_out_at or now
+    return min(publish_at, went_out) if publish_at is not None else went_out
+
+
+def publication_time(session: Session, issue_id: int, now: datetime | None = None) -> datetime:
+    """`published_at` of a stored issue (as if it went out ``now`` if it has not yet)."""
+    row = session.execute(
+        select(Issue.publish_at, Issue.fanned_out_at).where(Issue.id == issue_id)
+    ).one_or_none()
+    if row is None:
+        raise not_found(issue_id)
+    return published_at(row.publish_at, row.fanned_out_at, now or utcnow())
 
 
 def fan_out(
@@ -81,9 +113,12 @@ def _plan_chunk(
 ) -> tuple[Counter[str], int | None]:
     """Plan the readers after id `after`, up to `chunk` of them: the new rows per
     channel, and where the next chunk starts (None when this was the last)."""
-    status = session.scalar(select(Issue.status).where(Issue.id == issue_id))
-    if status is None:
+    issue = session.execute(
+        select(Issue.status, Issue.publish_at, Issue.fanned_out_at).where(Issue.id == issue_id)
+    ).one_or_none()
+    if issue is None:
         raise not_found(issue_id)
+    status = issue.status
     if status != "sending":
         # Only a claimed issue is planned: claim_due or claim_for_send move it to sending.
         raise Refused(
@@ -104,7 +139,8 @@ def _plan_chunk(
         .returning(table.c.channel)
     )
     counts: Counter[str] = Counter()
-    ids, targets = _targets(session, issue_id, after, chunk)
+    published = published_at(issue.publish_at, issue.fanned_out_at, now)
+    ids, targets = _targets(session, issue_id, published, after, chunk)
     if targets:
         rows = [
             {"reader_id": reader_id, "channel": channel, "token": new_token()}
@@ -123,14 +159,15 @@ def _analyze(session: Session) -> None:
 
 
 def _targets(
-    session: Session, issue_id: int, after: int, chunk: int
+    session: Session, issue_id: int, published: datetime, after: int, chunk: int
 ) -> tuple[list[int], list[tuple[int, str]]]:
-    """The next `chunk` active readers after id `after` (their ids), and the (reader id,
-    channel) pairs among them not yet planned: two small indexed queries, no cursor
-    held open across the inserts."""
+    """The next `chunk` receiving readers after id `after` (their ids), and the (reader
+    id, channel) pairs among them to plan and not yet planned: two small indexed
+    queries, no cursor held open across the inserts."""
+    getting = receiving(published)
     ids = session.scalars(
         select(Reader.id)
-        .where(ACTIVE, Reader.id > after)
+        .where(getting, Reader.id > after)
         .order_by(Reader.id)
         .limit(chunk)
     ).all()
@@ -147,7 +184,8 @@ def _targets(
         .where(
             ReaderChannel.reader_id.between(ids[0], ids[-1]),
             Reader.id.between(ids[0], ids[-1]),
-            ACTIVE,
+            getting,
+            PLANNED_CHANNEL,
             # Skip what is planned already (on the unique index): planning again
             # makes no tokens for nothing. ON CONFLICT still settles races.
             ~planned,
@@ -157,25 +195,35 @@ def _targets(
     return list(ids), [(r.reader_id, r.channel) for r in batch]
 
 
-def audience(session: Session) -> list[Reader]:
-    """The readers planning would reach now, by id: every active reader, with their
-    industries and channels loaded."""
-    return list(
-        session.scalars(
-            select(Reader)
-            .where(ACTIVE)
-            .order_by(Reader.id)
-            .options(selectinload(Reader.industry_rows), selectinload(Reader.channel_rows))
-        )
+def audience(session: Session, published: datetime | None = None) -> list[tuple[Reader, list[str]]]:
+    """Whom planning an issue published at ``published`` (default: now) would reach, by
+    id, each with the channels it would plan for them; readers with their industries and
+    channels loaded."""
+    getting = receiving(published or utcnow())
+    channels: dict[int, list[str]] = {}
+    for reader_id, channel in session.execute(
+        select(ReaderChannel.reader_id, ReaderChannel.channel)
+        .join(Reader, Reader.id == ReaderChannel.reader_id)
+        .where(getting, PLANNED_CHANNEL)
+        .order_by(ReaderChannel.reader_id, ReaderChannel.channel)
+    ):
+        channels.setdefault(reader_id, []).append(channel)
+    readers = session.scalars(
+        select(Reader)
+        .where(getting, exists().where(ReaderChannel.reader_id == Reader.id, PLANNED_CHANNEL))
+        .order_by(Reader.id)
+        .options(selectinload(Reader.industry_rows), selectinload(Reader.channel_rows))
     )
+    return [(r, channels[r.id]) for r in readers if r.id in channels]
 
 
-def audience_by_channel(session: Session) -> dict[str, int]:
-    """How many deliveries planning a new issue would make now, per channel chosen."""
+def audience_by_channel(session: Session, published: datetime | None = None) -> dict[str, int]:
+    """How many deliveries planning a new issue published at ``published`` (default: now)
+    would make, per channel."""
     rows = session.execute(
         select(ReaderChannel.channel, func.count())
         .join(Reader, Reader.id == ReaderChannel.reader_id)
-        .where(ACTIVE)
+        .where(receiving(published or utcnow()), PLANNED_CHANNEL)
         .group_by(ReaderChannel.channel)
     ).all()
     return {channel: n for channel, n in rows}

@@ -51,6 +51,17 @@ STATUS_WORDS: dict[str, tuple[str, ...]] = {
     "inactive": ("停用", "暂停", "inactive"),
     "unsubscribed": ("退订", "unsubscribed"),
 }
+# What staff read in `recipients list` and filter by (--status): the stored status, or
+# for an active reader what keeps them from getting mail: their own pause (the preferences
+# page) or their email suspended after repeated hard bounces. In a list's 状态 column
+# 暂停 still means 停用 (STATUS_WORDS): lists cannot say until when.
+STATE_WORDS: dict[str, tuple[str, ...]] = {
+    "active": ("正常", "启用", "active"),
+    "inactive": ("停用", "inactive"),
+    "unsubscribed": ("退订", "unsubscribed"),
+    "paused": ("暂停", "paused"),
+    "email_suspended": ("退信停发", "退信", "suspended"),
+}
 CHANNEL_ORDER: tuple[str, ...] = ("email", "wecom")
 # Longest values the database columns take.
 MAX_LENGTH: dict[str, int] = {
@@ -91,6 +102,20 @@ def channel_words(channels: list[str] | tuple[str, ...]) -> str:
 
 def status_word(status: str) -> str:
     return STATUS_WORDS[status][0]
+
+
+def reader_states(status: str, paused: bool, email_suspended: bool) -> tuple[str, ...]:
+    """The states a reader is in, as STATE_WORDS names them: the status, except that an
+    active reader who paused or whose email is suspended is in those states instead."""
+    if status != "active":
+        return (status,)
+    held = (("paused",) if paused else ()) + (("email_suspended",) if email_suspended else ())
+    return held or ("active",)
+
+
+def state_words(states: tuple[str, ...]) -> str:
+    """'暂停、退信停发' for ('paused', 'email_suspended')."""
+    return "、".join(STATE_WORDS[s][0] for s in states)
 
 
 @dataclass(frozen=True)

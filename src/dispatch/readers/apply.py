@@ -31,6 +31,7 @@ from dispatch.readers import (
     ImportReport,
     ListProblem,
     ReaderRecord,
+    reader_states,
 )
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ ADDRESS_OF = {"email": "email", "wecom": "wecom_userid"}
 _READERS = cast(Table, Reader.__table__)
 _INDUSTRIES = cast(Table, ReaderIndustry.__table__)
 _CHANNELS = cast(Table, ReaderChannel.__table__)
+_CHANGES = cast(Table, ReaderChange.__table__)
 
 
 class ReaderState(NamedTuple):
@@ -169,6 +171,30 @@ def check_state(state: ReaderState, rec: ReaderRecord) -> list[ListProblem]:
     return errors
 
 
+# --- the change log (reader_changes) -----------------------------------------------------
+
+
+def logged_values(state: ReaderState) -> dict[str, str]:
+    """The fields of a reader whose every change is kept, as the log writes their values:
+    what the reader receives (industries, channels) and whether (status)."""
+    return {
+        "industries": "all" if state.follows_all else ",".join(state.industries),
+        "channels": ",".join(state.channels),
+        "status": state.status,
+    }
+
+
+def logged_changes(old: ReaderState, new: ReaderState) -> list[tuple[str, str, str]]:
+    """(field, old value, new value) for each logged field that differs."""
+    before, after = logged_values(old), logged_values(new)
+    return [(f, before[f], after[f]) for f in before if before[f] != after[f]]
+
+
+def log_change(session: Session, reader_id: int, field: str, old: str | None,
+               new: str | None, *, source: str) -> None:
+    session.add(ReaderChange(reader_id=reader_id, source=source, field=field, old=old, new=new))
+
+
 def write_state(reader: Reader, state: ReaderState) -> None:
     for name in ("name", "organization", "position", "group", "email", "wecom_userid",
                  "follows_all", "status"):
@@ -213,6 +239,20 @@ class Listed:
     state: ReaderState
     created_at: datetime
     updated_at: datetime
+    # Not in the lists: set by the reader (pause) and the bounce rule (suspension).
+    paused_until: datetime | None = None
+    email_suspended_at: datetime | None = None
+    email_bounces: int = 0
+
+    def states(self, now: datetime) -> tuple[str, ...]:
+        """The states the reader is in at ``now`` (dispatch.readers.STATE_WORDS)."""
+        return reader_states(self.state.status, is_paused(self.paused_until, now),
+                             self.email_suspended_at is not None)
+
+
+def is_paused(paused_until: datetime | None, now: datetime) -> bool:
+    """Whether a reader who paused until ``paused_until`` is still paused at ``now``."""
+    return paused_until is not None and paused_until > now
 
 
 def _joined_codes(session: Session, table: Table, column: str) -> Any:
@@ -271,11 +311,14 @@ def _joined_channels(joined: str) -> tuple[str, ...]:
 def list_readers(session: Session, where: Any = None) -> list[Listed]:
     """The readers (those matching ``where``), by id, in one query whatever their number."""
     readers = _READERS
-    stmt = _select_readers(session, readers.c.created_at, readers.c.updated_at).order_by(readers.c.id)
+    stmt = _select_readers(
+        session, readers.c.created_at, readers.c.updated_at, readers.c.paused_until,
+        readers.c.email_suspended_at, readers.c.email_bounces,
+    ).order_by(readers.c.id)
     if where is not None:
         stmt = stmt.where(where)
     state = _StateReader()
-    return [Listed(row[0], state(row), row[11], row[12]) for row in session.execute(stmt)]
+    return [Listed(row[0], state(row), *row[11:16]) for row in session.execute(stmt)]
 
 
 def find_readers(session: Session, text: str) -> list[Listed]:
@@ -525,6 +568,11 @@ def _update(session: Session, stored: _Stored, updates: Sequence[tuple[int, Read
         for chunk in _chunks(gone[key], 10 * _CHUNK):
             session.execute(stmt, list(chunk))
     _insert_codes(session, new_industries, new_channels)
+    _bulk_insert(session, _CHANGES, ("reader_id", "at", "source", "field", "old", "new"), [
+        (reader_id, now, "import", f, old, new)
+        for reader_id, state in updates
+        for f, old, new in logged_changes(stored.states[reader_id], state)
+    ])
 
 
 def import_lists(factory: sessionmaker[Session], paths: Sequence[Path], *,
@@ -594,8 +642,10 @@ def add_reader(session: Session, rec: ReaderRecord) -> Reader:
     return reader
 
 
-def update_reader(session: Session, reader: Reader, rec: ReaderRecord) -> tuple[str, ...]:
-    """Apply the given fields of a record to a reader; the fields that changed."""
+def update_reader(session: Session, reader: Reader, rec: ReaderRecord, *,
+                  source: str = "staff") -> tuple[str, ...]:
+    """Apply the given fields of a record to a reader; the fields that changed. Changes
+    to what the reader receives are logged (logged_changes) with ``source``."""
     current = state_of(reader)
     state = merge(current, rec)
     errors = _conflicts(session, state, rec, reader) + check_state(state, rec)
@@ -603,9 +653,11 @@ def update_reader(session: Session, reader: Reader, rec: ReaderRecord) -> tuple[
         raise RecordRefused(errors)
     changed = state.changed_fields(current)
     if changed:
+        for f, old, new in logged_changes(current, state):
+            log_change(session, reader.id, f, old, new, source=source)
         write_state(reader, state)
         session.flush()
-        log.info("reader %s updated (%s)", reader.id, ", ".join(changed))
+        log.info("reader %s updated (%s, %s)", reader.id, ", ".join(changed), source)
     return changed
 
 
@@ -630,9 +682,7 @@ def set_status(session: Session, reader: Reader, status: str, *, source: str = "
     """Change a reader's status, kept in the change log with its source; True if it changed."""
     if reader.status == status:
         return False
-    session.add(ReaderChange(
-        reader_id=reader.id, source=source, field="status", old=reader.status, new=status,
-    ))
+    log_change(session, reader.id, "status", reader.status, status, source=source)
     reader.status = status
     session.flush()
     log.info("reader %s status %s (%s)", reader.id, status, source)

@@ -27,6 +27,7 @@ from dispatch.readers import (
     CHANNEL_WORDS,
     COLUMNS,
     MAX_LENGTH,
+    STATE_WORDS,
     STATUS_WORDS,
     ListProblem,
     RawTable,
@@ -323,6 +324,17 @@ def parse_status(text: str) -> str | None:
         if w in names:
             return status
     raise ValueError(f"未知状态“{text.strip()}”（可填：正常、停用、退订；留空则不变）")
+
+
+@functools.lru_cache(maxsize=64)
+def parse_state(text: str) -> str:
+    """A state staff filter readers by (STATE_WORDS: a status, 暂停 or 退信停发)."""
+    w = text.strip().casefold()
+    for state, names in STATE_WORDS.items():
+        if w in names:
+            return state
+    words = "、".join(names[0] for names in STATE_WORDS.values())
+    raise ValueError(f"未知状态“{text.strip()}”（可填：{words}）")
 
 
 # --- one reader --------------------------------------------------------------------------
