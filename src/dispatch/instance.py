@@ -73,6 +73,8 @@ def check(config: Config) -> None:
     ]
     if config.smtp.tls_ca_file:
         wanted.append(("[smtp] tls_ca_file", config.smtp.tls_ca_file, "file"))
+    if config.imap.tls_ca_file:
+        wanted.append(("[imap] tls_ca_file", config.imap.tls_ca_file, "file"))
     for key, value, kind in wanted:
         path = config.path(value)
         ok = path.is_file() if kind == "file" else path.is_dir()

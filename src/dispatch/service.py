@@ -1,4 +1,5 @@
-"""`dispatch run`: the web app, the scheduler and a delivery worker in one asyncio loop.
+"""`dispatch run`: the web app, the scheduler and a delivery worker in one asyncio loop
+(and the inbox, reading replies and bounces, when [imap] enabled).
 
 Only a signal ends it. SIGTERM/SIGINT set one stop event; the web server stops
 accepting, the scheduler stops ticking, the worker finishes the batch in hand and
@@ -152,6 +153,11 @@ async def serve(
         health.part("scheduler", max_silence=3 * runtime.config.schedule.tick_seconds)
         if scheduler else None
     )
+    inbox = None
+    if scheduler and runtime.config.imap.enabled:
+        from dispatch.feedback.inbox import Inbox
+
+        inbox = Inbox(runtime, health.part("inbox"))  # refuses settings that can't work
     tasks: list[asyncio.Task[None]] = []
     if web:
         from dispatch.web.app import create_app
@@ -189,6 +195,11 @@ async def serve(
         tasks.append(asyncio.create_task(
             supervise("scheduler", lambda: reconciler.run(stop), stop, scheduler_part),
             name="scheduler",
+        ))
+    if inbox is not None:
+        the_inbox = inbox
+        tasks.append(asyncio.create_task(
+            supervise("inbox", lambda: the_inbox.run(stop), stop, the_inbox.health), name="inbox"
         ))
 
     await stop.wait()

@@ -53,7 +53,7 @@ from dispatch.deliver.channel import Outcome, OutcomeKind, Outgoing
 from dispatch.deliver.ratelimit import TokenBucket
 from dispatch.deliver.smtp_wire import install as _install_wire
 from dispatch.errors import Refused
-from dispatch.net import is_loopback
+from dispatch.mailtls import check_security, tls_context
 
 if TYPE_CHECKING:
     from dispatch.config import Config
@@ -102,15 +102,6 @@ def classify(code: int) -> OutcomeKind:
     if 500 <= code < 600 and code != 530:  # 530: authentication required, our problem
         return "permanent"
     return "temporary"
-
-
-def tls_context(*, ca_file: str | None = None, verify: bool = True) -> ssl.SSLContext:
-    """The client TLS context: system CAs, or only `ca_file`'s; no checks if not verify."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file or None)
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 @dataclass
@@ -170,16 +161,8 @@ class SmtpChannel:
             raise Refused(f"[smtp] concurrency = {concurrency}：至少为 1")
         if timeout_seconds <= 0:
             raise Refused(f"[smtp] timeout_seconds = {timeout_seconds}：必须大于 0")
-        if not tls_verify and security != "none" and not is_loopback(host):
-            raise Refused(
-                f"[smtp] tls_verify = false 只用于本机回环地址上的邮件捕获器，不能用于 {host}："
-                "请改为把私有 CA 的证书设为 tls_ca_file"
-            )
-        if username and security == "none" and not is_loopback(host):
-            raise Refused(
-                f"[smtp] 设置了 username，但 security = 'none'：密码会以明文发往 {host}；"
-                "请改用 starttls 或 tls"
-            )
+        check_security("smtp", host, security=security, tls_verify=tls_verify,
+                       sends_password=bool(username))
         self.host = host
         self.port = port
         self.security = security
