@@ -7,7 +7,7 @@ reader. The caller owns the transaction (one per message).
   and counts against the reader — once per delivery, however many reports come back for
   it. At [feedback] bounce_limit hard-bounced deliveries in a row the reader's email is
   suspended (Reader.email_suspended_at) and the change is logged (ReaderChange source
-  "bounce", field "email_suspended", "false" → "true"). Staff lift it.
+  "bounce", field "email_suspended_at"). Staff lift it.
 - "In a row": a reply or an auto-reply from the reader shows their mailbox takes mail
   again and sets the count back to 0 (unless suspended already: then staff decide). A
   soft bounce (mailbox full, a delay) neither counts nor resets; nor does a send, as a
@@ -29,14 +29,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatch.clock import utcnow
-from dispatch.db.models import Feedback, Reader, ReaderChange
+from dispatch.db.models import Feedback, Reader
 from dispatch.feedback.classify import Classified, source_key
 from dispatch.feedback.match import Match, find
 
 log = logging.getLogger(__name__)
 
 FEEDBACK_KIND = {"human": "reply", "auto_reply": "auto_reply", "bounce": "bounce"}
-SUSPENDED_FIELD = "email_suspended"
 
 Outcome = Literal["reply", "auto_reply", "bounce", "unsubscribed", "duplicate"]
 
@@ -139,9 +138,6 @@ def _names_the_reader(classified: Classified, match: Match) -> bool:
 
 
 def _suspend(session: Session, reader: Reader, now: datetime) -> None:
-    reader.email_suspended_at = now
-    session.add(ReaderChange(
-        reader_id=reader.id, at=now, source="bounce", field=SUSPENDED_FIELD,
-        old="false", new="true",
-    ))
-    log.info("reader %s: email suspended after %s hard bounces", reader.id, reader.email_bounces)
+    from dispatch.readers.changes import suspend_email
+
+    suspend_email(session, reader, now, source="bounce")

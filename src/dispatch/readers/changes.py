@@ -101,6 +101,15 @@ def resume(session: Session, reader: Reader, *, source: str, now: datetime | Non
 # --- the email suspension ------------------------------------------------------------------
 
 
+def suspend_email(session: Session, reader: Reader, now: datetime, *, source: str) -> None:
+    """Stop mailing the reader's email (the bounce rule); WeChat Work still goes."""
+    reader.email_suspended_at = now
+    log_change(session, reader.id, "email_suspended_at", None, _stamp(now), source=source)
+    session.flush()
+    log.info("reader %s: email suspended after %s hard bounces (%s)",
+             reader.id, reader.email_bounces, source)
+
+
 def lift_email_suspension(session: Session, reader: Reader, *, source: str = "staff") -> bool:
     """Mail the reader's email again after the bounce rule suspended it: the count of
     bounces starts again at 0. True if it was suspended."""
