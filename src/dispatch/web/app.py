@@ -3,6 +3,7 @@
     GET /w/{token}                 the whole issue, every article in full
     GET /w/{token}/a/{article_id}  one article in full (404 if not in that issue)
     GET /c/{token}/{n}             302 to the article page of the issue's link n
+    GET|POST /f/{token}/{id}/{v}   有用 / 没用 under an article (web.votes)
     GET /healthz                   200 "ok" when the database answers and every part of
                                    `dispatch run` is up; else 503 naming what is down
 
@@ -46,6 +47,7 @@ from dispatch.runtime import Runtime
 from dispatch.track.links import Links
 from dispatch.track.tokens import is_token
 from dispatch.web import pages
+from dispatch.web.votes import Votes
 
 log = logging.getLogger(__name__)
 
@@ -311,6 +313,7 @@ def create_app(
         Route("/u/{token}", reader_pages.unsubscribe_page, methods=["GET"]),
         Route("/u/{token}", reader_pages.unsubscribe, methods=["POST"]),
         Route("/healthz", reader_pages.healthz, methods=["GET"]),
+        *Votes(runtime, reader_pages.env, SECURITY_HEADERS).routes(),
     ]
     return Starlette(
         routes=routes,
