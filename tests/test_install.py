@@ -233,10 +233,15 @@ def test_installed_dispatch_serves_an_instance_from_the_root_folder(installed, t
         assert status_code == 200 and any(a["title"] in page for a in articles)
         status_code, _, page = http_get(base_url, f"/u/{token}")
         assert status_code == 200 and "确认退订" in page
-        # Not served yet (tracking and preferences are later issues): those links lead to
-        # the 404 page, rendered from the instance's templates, never to a 500.
-        for path in (f"/o/{token}.gif", f"/p/{token}",
-                     "/w/" + "a" * 32, "/no/such/page"):
+        status_code, _, page = http_get(base_url, f"/p/{token}")
+        assert status_code == 200 and "接收设置" in page
+        vote = re.search(re.escape(base_url) + rf"(/f/{token}/\d+/useful)\b", body).group(1)
+        status_code, _, page = http_get(base_url, vote)
+        # A fetch with no User-Agent is a machine's: it gets the confirmation, not a vote.
+        assert status_code == 200 and "请确认您的反馈" in page
+        # Not served yet (the pixel is the next part): those links lead to the 404 page,
+        # rendered from the instance's templates, never to a 500.
+        for path in (f"/o/{token}.gif", "/w/" + "a" * 32, "/no/such/page"):
             status_code, _, page = http_get(base_url, path)
             assert status_code == 404 and NOT_FOUND in page, (path, status_code, page)
 

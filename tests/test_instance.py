@@ -122,3 +122,21 @@ def test_a_broken_rule_file_is_one_line_not_a_traceback(tmp_path):
     r = cli("--config", str(f), "issues", "ingest", str(REPO / "samples" / "issue-sample.txt"))
     assert r.exit_code == 1
     assert str(tmp_path / "rules.toml") in r.stderr and "TOML" in r.stderr
+
+
+def test_an_older_instance_lacking_a_newer_template_falls_back_to_the_packaged_one(tmp_path):
+    """An instance made before the vote and preference pages existed keeps its own edited
+    templates and still renders the new pages (from the package), never a 500."""
+    import shutil
+
+    from dispatch.render.templates import make_environment
+
+    own = tmp_path / "templates"
+    shutil.copytree(PACKAGED / "templates", own)
+    (own / "web_vote.html.j2").unlink()
+    (own / "web_preferences.html.j2").unlink()
+    (own / "web_error.html.j2").write_text("本所自己的错误页 {{ status }}", encoding="utf-8")
+    env = make_environment(own)
+    assert env.get_template("web_error.html.j2").render(status=404) == "本所自己的错误页 404"
+    assert env.get_template("web_vote.html.j2").filename.startswith(str(PACKAGED))
+    assert env.get_template("web_preferences.html.j2").filename.startswith(str(PACKAGED))

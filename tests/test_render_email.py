@@ -20,6 +20,7 @@ from dispatch.render.pipeline import IssueRenderer, ReaderView
 from dispatch.render.templates import make_environment
 from dispatch.tagging.rules import load_rules
 from dispatch.track.tokens import new_token
+from dispatch.web import pages
 
 BASE_URL = "https://qb.example.cn"
 REPLY_DOMAIN = "qb.example.cn"
@@ -150,6 +151,10 @@ def test_hair_reader_gets_general_recommended_and_the_rest_listed(renderer):
     html = renderer.html_for(r, token)
     rec = between(html, "为您推荐", "本期其他内容")
     assert FUTURE in rec and PATENTS not in rec and SHANGHAI not in rec
+    # Nothing about 发制品 this time, and the digest says so before the 综合 article.
+    assert rec.index("本期暂无「发制品」相关文章，以下为综合内容。") < rec.index(FUTURE)
+    text_rec = between(renderer.text_for(r, token), "【为您推荐】", "【本期其他内容】")
+    assert text_rec.index("本期暂无「发制品」相关文章，以下为综合内容。") < text_rec.index(FUTURE)
     others = between(html, "本期其他内容", "对本期内容有意见")
     p = positions(others, [PATENTS, SHANGHAI])
     assert p == sorted(p)  # the rest in the issue's order
@@ -181,12 +186,12 @@ def test_reader_with_no_matching_article(sessions, env, rules):
     r = reader(industries={"hair"})
     assert renderer.digest_for(r).recommended == ()
     html = renderer.html_for(r, new_token())
-    assert "本期没有与您关注的产业直接相关的文章" in html
+    assert "本期暂无「发制品」相关文章，欢迎浏览下面的本期其他内容。" in html
     others = between(html, "本期其他内容", "对本期内容有意见")
     p = positions(others, ISSUE_ORDER)
     assert p == sorted(p)
     text = renderer.text_for(r, new_token())
-    assert "本期没有与您关注的产业直接相关的文章" in text
+    assert "本期暂无「发制品」相关文章，欢迎浏览下面的本期其他内容。" in text
     positions(between(text, "【本期其他内容】", "退订"), ISSUE_ORDER)
 
 
@@ -203,11 +208,74 @@ def test_masthead_badges_and_leads(renderer):
         at = html.index(f">{a.title}</a>")
         card = html[html.rindex('class="card"', 0, at):html.index("阅读全文", at)]
         assert a.section in card[: card.index(a.title)]
-        for badge in a.badges:
-            assert f">{badge}</span>" in card
+        assert [name for _, name in badges_in(card)] == [
+            ("✓ " if c == "biomed" else "") + name for c, name in a.badge_items
+        ]
         assert a.lead and a.lead in card[card.index(a.title):]
     # A lead is a lead, not the article: the rest is on the web page.
     assert "浦江奔流，东方潮涌" not in html
+
+
+_BADGE = re.compile(r'<span class="(badge[^"]*)"([^>]*)>([^<]*)</span>')
+
+
+def badges_in(html: str) -> list[tuple[str, str]]:
+    """(class, text) of each badge, in order."""
+    return [(m.group(1), m.group(3)) for m in _BADGE.finditer(html)]
+
+
+def card_of(html: str, title: str) -> str:
+    at = html.index(f">{title}</a>")
+    return html[html.rindex('class="card"', 0, at):html.index("阅读全文", at)]
+
+
+def test_the_readers_own_industries_stand_out_among_the_badges(renderer):
+    token = new_token()
+    biomed = reader(industries={"biomed"})
+    html, text = renderer.html_for(biomed, token), renderer.text_for(biomed, token)
+    # Filled and marked ✓ (not by colour alone); the other industries outlined, unmarked.
+    assert badges_in(card_of(html, SHANGHAI)) == [
+        ("badge", "新一代信息技术"), ("badge badge-own", "✓ 生物医药"), ("badge", "新能源汽车"),
+    ]
+    styles = dict((m.group(3), m.group(2)) for m in _BADGE.finditer(card_of(html, SHANGHAI)))
+    assert "font-weight:bold" in styles["✓ 生物医药"] and "background-color:#b4151c" in styles["✓ 生物医药"]
+    assert "border:1px solid" in styles["新一代信息技术"] and "bold" not in styles["新一代信息技术"]
+    assert badges_in(card_of(html, FUTURE)) == [("badge", "综合")]  # never anyone's own
+    assert "标“✓”的是您关注的产业" in between(html, "为您推荐", SHANGHAI)
+    assert "行业报告 · 新一代信息技术、✓生物医药、新能源汽车" in text
+    assert "标“✓”的是您关注的产业" in text
+
+    # Following 新能源汽车 too: the same articles in the same order, so the same rendering
+    # of the selection, and both its industries marked.
+    rendered = renderer.selections_rendered
+    both = reader(industries={"biomed", "nev"}, id=2)
+    html2, text2 = renderer.html_for(both, token), renderer.text_for(both, token)
+    assert renderer.selections_rendered == rendered
+    assert badges_in(card_of(html2, SHANGHAI)) == [
+        ("badge", "新一代信息技术"), ("badge badge-own", "✓ 生物医药"), ("badge badge-own", "✓ 新能源汽车"),
+    ]
+    assert "新一代信息技术、✓生物医药、✓新能源汽车" in text2
+    assert "✓ 生物医药" in renderer.html_for(biomed, token)  # the first reader's stays theirs
+
+    # A 全部 reader follows everything: nothing singled out.
+    everyone = reader(follows_all=True, id=3)
+    html3, text3 = renderer.html_for(everyone, token), renderer.text_for(everyone, token)
+    assert "✓" not in html3 and "badge-own" not in html3.split("</head>")[1] and "✓" not in text3
+
+    # The web pages mark them alike.
+    page = pages.issue_page(renderer.env, renderer.digest_for(biomed), renderer.links(token))
+    assert ("badge badge-own", "✓ 生物医药") in badges_in(page)
+    assert ("badge", "新能源汽车") in badges_in(page)
+
+
+def test_no_match_line_names_the_readers_industries_and_only_when_nothing_matches(renderer):
+    token = new_token()
+    hair = reader(industries={"hair", "textile"})
+    for body in (renderer.html_for(hair, token), renderer.text_for(hair, token)):
+        assert "本期暂无「发制品、轻纺」相关文章，以下为综合内容。" in body
+    for r in (reader(industries={"biomed", "hair"}, id=2), reader(follows_all=True, id=3)):
+        for body in (renderer.html_for(r, token), renderer.text_for(r, token)):
+            assert "本期暂无" not in body
 
 
 def test_preheader_is_hidden_text_naming_the_recommended(renderer):
@@ -237,10 +305,39 @@ def test_note_shows_its_first_paragraph_only_with_a_link_to_the_rest(sessions, e
     assert f"阅读全文：{note_link}" in text
 
 
-def test_one_paragraph_note_has_no_read_more(renderer):
+def test_a_long_note_shows_its_opening_and_links_to_the_page_where_it_is_whole(renderer):
+    """The sample's note is one paragraph of ~430 characters: on a phone it would fill
+    the first screen before any article."""
     r = reader(industries={"biomed"})
     d = renderer.digest_for(r)
-    assert d.note_lead and not d.note_has_more
+    note = d.notes[0]
+    whole = note.paragraphs[0]
+    assert d.note_lead == "许昌市科学技术情报研究所是隶属于市科技局的财政全额供给事业单位。为适应新时期科技信息工作的需要，更好地服务政府决策和企业发展，推动企业转型升级，决定升级改版《许昌竞争情报快递》这一内部交流刊物。"
+    assert whole.startswith(d.note_lead) and d.note_has_more
+    token = new_token()
+    html, text = renderer.html_for(r, token), renderer.text_for(r, token)
+    rest = whole[len(d.note_lead):][:20]  # 该刊物立足许昌市现有工业基础…
+    for body in (html, text):
+        assert d.note_lead in body and rest not in body
+    link = f"{BASE_URL}/c/{token}/{note.n}"
+    box = between(html, "编者的话", "为您推荐")
+    assert f'href="{link}"' in box and "阅读全文" in box
+    assert f"阅读全文：{link}" in text
+    # Behind the link (the click redirect goes to the note's page): the whole note.
+    page = pages.article_page(renderer.env, d, renderer.links(token), note.id)
+    assert page is not None and whole in page
+
+
+def test_a_short_note_is_shown_whole_without_read_more(sessions, env, rules, tmp_path):
+    lines = SAMPLE_ISSUE.read_text(encoding="utf-8").splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("许昌市科学技术情报研究所是"))
+    lines[at] = "本期聚焦未来产业与知识产权。"
+    path = tmp_path / "short-note.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    renderer = _renderer(sessions, env, _store(sessions, rules, path))
+    r = reader(industries={"biomed"})
+    d = renderer.digest_for(r)
+    assert d.note_lead == "本期聚焦未来产业与知识产权。" and not d.note_has_more
     token = new_token()
     html = renderer.html_for(r, token)
     assert d.note_lead in html
@@ -258,6 +355,32 @@ def test_footer_names_the_interests_and_links(renderer):
     pixel = re.search(r"<img [^>]*src=\"" + re.escape(f"{BASE_URL}/o/{token}.gif") + r"\"[^>]*>", html)
     assert pixel, "open pixel missing"
     assert 'alt=""' in pixel.group(0) and 'width="1"' in pixel.group(0) and 'height="1"' in pixel.group(0)
+
+
+def test_every_card_has_its_votes_with_the_readers_token(renderer):
+    for r in (reader(industries={"hair"}), reader(follows_all=True, id=2)):
+        token = new_token()
+        html, text = renderer.html_for(r, token), renderer.text_for(r, token)
+        d = renderer.digest_for(r)
+        for a in d.recommended:
+            useful = f"{BASE_URL}/f/{token}/{a.id}/useful"
+            not_useful = f"{BASE_URL}/f/{token}/{a.id}/not_useful"
+            # Under the card's 阅读全文, before the next article.
+            card = html[html.index(f">{a.title}</a>"):]
+            card = card[:card.find('class="card"') if 'class="card"' in card else None]
+            vote = re.search(r'<p class="vote"[^>]*>(.*?)</p>', card, re.S)
+            assert vote, f"no votes under {a.title}"
+            assert re.findall(r'href="([^"]+)"[^>]*>(有用|没用)</a>', vote.group(1)) == [
+                (useful, "有用"), (not_useful, "没用"),
+            ]
+            item = text[text.index(f". {a.title}\n"):]
+            item = item[:item.index("\n\n")]
+            assert item.endswith(f"阅读全文：{BASE_URL}/c/{token}/{a.n}\n   有用：{useful}\n   没用：{not_useful}")
+        # The rest of the issue is a list of titles, and the editor's note no article:
+        # neither has votes.
+        voted = {int(i) for i in re.findall(rf"/f/{token}/(\d+)/useful", html)}
+        assert voted == {a.id for a in d.recommended}
+        assert voted == {int(i) for i in re.findall(rf"/f/{token}/(\d+)/useful", text)}
 
 
 # -- safety and email hygiene ----------------------------------------------------------
@@ -382,6 +505,18 @@ def test_a_template_that_mangles_a_marker_is_refused(renderer, tmp_path):
         page.read_text(encoding="utf-8").replace("{{ greeting }}", "{{ greeting | upper }}"),
         encoding="utf-8",
     )
+    d = renderer.digest_for(reader(industries={"biomed"}))
+    env = make_environment(tmp_path / "templates")
+    with pytest.raises(ValueError, match="email.html.j2: a per-reader marker was changed"):
+        email_render.render_bodies(env, d, renderer.variant_links(), renderer.subject)
+
+
+def test_a_template_that_mangles_a_badge_marker_is_refused(renderer, tmp_path):
+    shutil.copytree(REPO / "templates", tmp_path / "templates")
+    page = tmp_path / "templates" / "email.html.j2"
+    source = page.read_text(encoding="utf-8")
+    assert "{{ m.badges(a, own) }}" in source
+    page.write_text(source.replace("{{ m.badges(a, own) }}", "{{ m.badges(a, own) | upper }}"), encoding="utf-8")
     d = renderer.digest_for(reader(industries={"biomed"}))
     env = make_environment(tmp_path / "templates")
     with pytest.raises(ValueError, match="email.html.j2: a per-reader marker was changed"):

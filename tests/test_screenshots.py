@@ -42,14 +42,18 @@ MEASURE = """<script>(function(){
 var f = document.getElementById('f');
 function measure() {
   var d = f.contentDocument.documentElement;
+  var first = f.contentDocument.querySelector('.title, .article-title');
   document.documentElement.setAttribute('data-measure', [d.scrollWidth,
-    f.contentWindow.innerWidth, Math.ceil(d.getBoundingClientRect().height)].join(' '));
+    f.contentWindow.innerWidth, Math.ceil(d.getBoundingClientRect().height),
+    first ? Math.floor(first.getBoundingClientRect().top) : -1].join(' '));
 }
 var doc = f.contentDocument;  // the initial about:blank is 'complete' too: not that one
 if (doc && doc.URL === 'about:srcdoc' && doc.readyState === 'complete') measure();
 else f.addEventListener('load', measure);
 })();</script>"""
-_MEASURED = re.compile(r'data-measure="(\d+) (\d+) (\d+)"')
+_MEASURED = re.compile(r'data-measure="(\d+) (\d+) (\d+) (-?\d+)"')
+# A phone's first screen (375 × 667), less the mail app's own header over the message.
+FIRST_SCREEN = 560
 
 
 def framed(html: str, width: int, height: int, script: str = "") -> str:
@@ -76,14 +80,15 @@ def run_chromium(tmp_path: Path, width: int, height: int, *args: str) -> str:
     return done.stdout
 
 
-def measure(tmp_path: Path, html: str, name: str, width: int) -> tuple[int, int, int]:
-    """(scrollWidth, innerWidth, content height) of the page in a frame this wide."""
+def measure(tmp_path: Path, html: str, name: str, width: int) -> tuple[int, int, int, int]:
+    """(scrollWidth, innerWidth, content height, top of the first article's title) of the
+    page in a frame this wide."""
     page = tmp_path / f"{name}-{width}-measure.html"
     page.write_text(framed(html, width, 900, MEASURE), encoding="utf-8")
     dom = run_chromium(tmp_path, max(width, 500), 900, "--dump-dom", page.as_uri())
     m = _MEASURED.search(dom)
     assert m, f"no measurement in the dumped DOM of {page}"
-    return int(m.group(1)), int(m.group(2)), int(m.group(3))
+    return int(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4))
 
 
 def screenshot(tmp_path: Path, html: str, name: str, width: int, height: int) -> Path:
@@ -118,6 +123,10 @@ READERS = {
     "biomed": ReaderView(
         id=2, name="欧阳明远", position="总经理", email="b@example.cn", industries=frozenset({"biomed"})
     ),
+    # Nothing in the sample is about 发制品 or 轻纺: the 本期暂无 line, then 综合.
+    "none": ReaderView(
+        id=3, name="李四", position="董事长", email="c@example.cn", industries=frozenset({"hair", "textile"})
+    ),
 }
 
 
@@ -126,25 +135,36 @@ def test_email_fits_phone_and_desktop(renderer, tmp_path, who):
     html = renderer.html_for(READERS[who], new_token())
     assert "<script" not in html
     for width in WIDTHS:
-        scroll_width, inner_width, scroll_height = measure(tmp_path, html, f"email-{who}", width)
+        scroll_width, inner_width, scroll_height, first_title = measure(tmp_path, html, f"email-{who}", width)
         assert inner_width == width, f"the browser's viewport is {inner_width}, not {width}"
         assert scroll_width <= width, f"email for {who} overflows at {width}px: {scroll_width}px wide"
+        if width == 375:
+            # The editor's note is cut short enough that an article shows on the first screen.
+            assert 0 < first_title < FIRST_SCREEN, f"email for {who}: first article at {first_title}px"
         png = screenshot(tmp_path, html, f"email-{who}", width, scroll_height)
         print(f"screenshot: {png}")
 
 
-@pytest.mark.parametrize("page", ["issue", "article"])
+@pytest.mark.parametrize("page", ["issue", "article", "vote"])
 def test_web_pages_fit_a_phone(renderer, tmp_path, page):
     reader = READERS["biomed"]
     digest = renderer.digest_for(reader)
     links = renderer.links(new_token())
     env = renderer.env
+    article = digest.issue.articles[-1]
     if page == "issue":
         html = pages.issue_page(env, digest, links)
-    else:
-        html = pages.article_page(env, digest, links, digest.issue.articles[-1].id)
+    elif page == "article":
+        html = pages.article_page(env, digest, links, article.id)
+    else:  # what a reader sees after clicking 有用 (web.votes renders it with these)
+        html = env.get_template("web_vote.html.j2").render(
+            page_title="谢谢您的反馈", state="thanks", article_title=article.title,
+            vote_word="有用", other_word="没用", other_url=links.vote(article.id, "not_useful"),
+            action=links.vote(article.id, "useful"), csrf="x", max_chars=2000,
+            article_url=links.article(article.id), issue_url=links.web_view(),
+        )
     for width in (375, 1024):
-        scroll_width, inner_width, scroll_height = measure(tmp_path, html, f"web-{page}", width)
+        scroll_width, inner_width, scroll_height, _ = measure(tmp_path, html, f"web-{page}", width)
         assert inner_width == width
         assert scroll_width <= width, f"web {page} page overflows at {width}px: {scroll_width}px"
         print(f"screenshot: {screenshot(tmp_path, html, f'web-{page}', width, scroll_height)}")

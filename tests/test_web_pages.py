@@ -182,8 +182,12 @@ def test_article_page(site):
     assert f'<h1 class="article-title">{SHANGHAI}</h1>' in html
     for block in shanghai.blocks:
         assert block.text in text
-    for badge in shanghai.badges:
-        assert f">{badge}</span>" in html
+    # Its badges: the reader's own industry (生物医药) filled and marked ✓, the others not.
+    for code, badge in shanghai.badge_items:
+        if code == "biomed":
+            assert f'<span class="badge badge-own">✓ {badge}</span>' in html
+        else:
+            assert f'<span class="badge">{badge}</span>' in html
     # Only this article in full; the others are at most named in the pager.
     patents = next(a for a in view.articles if a.title == PATENTS)
     assert patents.blocks[1].text not in text

@@ -1,11 +1,13 @@
 """The email bodies of one variant: HTML (CSS inlined) and plain text. Pure apart from
 loading templates.
 
-Rendered once per variant with `links` carrying slots.TOKEN and `greeting` set to
+Rendered once per selection with `links` carrying slots.TOKEN and `greeting` set to
 slots.GREETING; the per-reader step splices the real values in (see render.slots).
-Both markers are plain ASCII, which Jinja's autoescape and premailer leave as they are;
-render_bodies checks that they arrive intact (a template that transformed one, or
-premailer losing one, is an error, not a reader seeing a marker).
+Badges that may be the reader's own are written in both forms (render.marks) and
+chosen per set of industries with `finish`, before the splicing. All markers are plain
+ASCII, which Jinja's autoescape and premailer leave as they are; they are checked to
+arrive intact (a template that transformed one, or premailer losing one, is an error,
+not a reader seeing a marker).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 from jinja2 import Environment
 from premailer import Premailer
 
-from dispatch.render import slots
+from dispatch.render import marks, slots
 from dispatch.render.views import Digest
 from dispatch.track.links import Links
 
@@ -72,6 +74,8 @@ def template_vars(
         "subject": subject,
         "greeting": greeting,
         "interests": interests,
+        # Both forms of each badge, chosen per reader's industries by `finish`.
+        "own": marks.Own(None),
     }
 
 
@@ -82,7 +86,8 @@ _STEM = re.compile(re.escape(os.path.commonprefix(list(slots.SLOTS))), re.IGNORE
 
 def check_slots(body: str, where: str) -> None:
     """The markers a body must carry, intact: raises ValueError naming the template."""
-    intact = sum(body.count(slot) for slot in slots.SLOTS)
+    marks.check(body, where)
+    intact = sum(body.count(slot) for slot in slots.SLOTS) + marks.count(body)
     if len(_STEM.findall(body)) != intact:
         raise ValueError(
             f"{where}: a per-reader marker was changed by the template; write the greeting "
@@ -93,12 +98,13 @@ def check_slots(body: str, where: str) -> None:
 
 
 def _check_inlined(before: str, after: str) -> None:
-    for slot in slots.SLOTS:
-        if before.count(slot) != after.count(slot):
+    for marker in (*slots.SLOTS, *marks.MARKERS):
+        if before.count(marker) != after.count(marker):
             raise ValueError(f"{HTML_TEMPLATE}: a per-reader marker was lost while inlining CSS")
 
 
 def render_html(env: Environment, digest: Digest, links: Links, subject: str) -> str:
+    """The HTML of a selection, CSS inlined, badges still in both forms."""
     raw = env.get_template(HTML_TEMPLATE).render(template_vars(digest, links, subject))
     check_slots(raw, HTML_TEMPLATE)
     html = inline_css(raw)
@@ -107,11 +113,22 @@ def render_html(env: Environment, digest: Digest, links: Links, subject: str) ->
 
 
 def render_text(env: Environment, digest: Digest, links: Links, subject: str) -> str:
+    """The plain text of a selection, badges still in both forms."""
     text = tidy_text(env.get_template(TEXT_TEMPLATE).render(template_vars(digest, links, subject)))
     check_slots(text, TEXT_TEMPLATE)
     return text
 
 
+def finish(body: str, own: frozenset[str], where: str) -> str:
+    """A body from render_html / render_text with the badges of `own` marked: only the
+    per-reader slots left."""
+    done = marks.resolve(body, own)
+    check_slots(done, where)
+    return done
+
+
 def render_bodies(env: Environment, digest: Digest, links: Links, subject: str) -> tuple[str, str]:
-    """(HTML with inlined CSS, plain text) of one variant."""
-    return render_html(env, digest, links, subject), render_text(env, digest, links, subject)
+    """(HTML with inlined CSS, plain text) of one variant, the digest's own badges marked."""
+    html = finish(render_html(env, digest, links, subject), digest.own, HTML_TEMPLATE)
+    text = finish(render_text(env, digest, links, subject), digest.own, TEXT_TEMPLATE)
+    return html, text

@@ -1,8 +1,10 @@
 """An issue rendered for many readers: expensive work once per variant, cheap per reader.
 
-A variant is what readers with the same selection of articles and the same
-interests (for the footer) share; its HTML (Jinja2 + premailer) and its MIME
-template are built once, then each reader's message is spliced from them.
+An email variant is what readers with the same selection of articles and the same
+own industries among its badges share. The HTML (Jinja2 + premailer) is rendered once
+per selection with both forms of those badges (render.marks); each variant picks its
+forms and builds its MIME template once; then each reader's message is spliced from it
+(greeting, industries in words and token are per-reader slots).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING
 from jinja2 import Environment
 
 from dispatch.render import email as email_render
-from dispatch.render import slots, wecom
+from dispatch.render import marks, slots, wecom
 from dispatch.render.message import MessageTemplate
 from dispatch.render.personal import greeting
 from dispatch.render.selection import Selection, articles_for
@@ -74,6 +76,18 @@ class EmailVariant:
     message: MessageTemplate
 
 
+@dataclass(frozen=True)
+class SelectionBodies:
+    """A selection's email bodies, rendered once: badges in both forms (render.marks)."""
+
+    digest: Digest  # the first reader's
+    html: str
+    text: str
+    codes: frozenset[str]  # industries with a badge that may be marked as a reader's own
+
+
+# An email variant: the selection, then the reader's own industries among its badges.
+EmailKey = tuple[Selection, frozenset[str]]
 # A WeChat Work variant: the selection, then the reader's interests (follows all, industries).
 WecomKey = tuple[Selection, bool, frozenset[str]]
 
@@ -89,7 +103,9 @@ class IssueRenderer:
     from_addr: str
     wecom_msgtype: str = "news"
     wecom_agentid: int = 0
-    _email: dict[Selection, EmailVariant] = field(default_factory=dict)
+    _bodies: dict[Selection, SelectionBodies] = field(default_factory=dict)
+    _email: dict[EmailKey, EmailVariant] = field(default_factory=dict)
+    _email_by_interests: dict[tuple[bool, frozenset[str]], EmailVariant] = field(default_factory=dict)
     _wecom: dict[WecomKey, wecom.WecomVariant] = field(default_factory=dict)
     # Readers with the same interests get the same selection; there are few such sets.
     _selections: dict[tuple[bool, frozenset[str]], Selection] = field(default_factory=dict)
@@ -134,15 +150,37 @@ class IssueRenderer:
         # some forms show. WeChat Work messages are keyed by both.
         return (self.selection(reader), reader.follows_all, reader.industries)
 
+    def selection_bodies(self, reader: ReaderView) -> SelectionBodies:
+        # Email carries the interests in a per-reader slot and the own badges in both
+        # forms, so premailer runs once per selection (a handful per issue), not once
+        # per set of industries (hundreds).
+        sel = self.selection(reader)
+        bodies = self._bodies.get(sel)
+        if bodies is None:
+            d = build_digest(self.view, sel, reader.follows_all, reader.industries)
+            links = self.variant_links()
+            html = email_render.render_html(self.env, d, links, self.subject)
+            text = email_render.render_text(self.env, d, links, self.subject)
+            bodies = SelectionBodies(d, html, text, marks.codes_in(html) | marks.codes_in(text))
+            self._bodies[sel] = bodies
+        return bodies
+
     def email_variant(self, reader: ReaderView) -> EmailVariant:
-        # Email carries the interests in a per-reader slot, so readers with the same
-        # selection share one variant whatever they follow: premailer runs once per
-        # selection (a handful per issue), not once per set of industries (hundreds).
-        sel = key = self.selection(reader)
+        # Per reader, one look-up by what decides the variant: what the reader follows.
+        interests = (reader.follows_all, reader.industries)
+        variant = self._email_by_interests.get(interests)
+        if variant is None:
+            variant = self._email_by_interests[interests] = self._email_variant(reader)
+        return variant
+
+    def _email_variant(self, reader: ReaderView) -> EmailVariant:
+        bodies = self.selection_bodies(reader)
+        own = marks.own_codes(reader.follows_all, reader.industries) & bodies.codes
+        key = (self.selection(reader), own)
         variant = self._email.get(key)
         if variant is None:
-            d = build_digest(self.view, sel, reader.follows_all, reader.industries)
-            html, text = email_render.render_bodies(self.env, d, self.variant_links(), self.subject)
+            html = email_render.finish(bodies.html, own, email_render.HTML_TEMPLATE)
+            text = email_render.finish(bodies.text, own, email_render.TEXT_TEMPLATE)
             message = MessageTemplate.build(
                 subject=self.subject,
                 from_addr=self.from_addr,
@@ -151,13 +189,19 @@ class IssueRenderer:
                 reply_domain=self.reply_domain,
                 base_url=self.base_url,
             )
-            variant = EmailVariant(d, slots.splice(html), slots.splice(text), message)
+            variant = EmailVariant(bodies.digest, slots.splice(html), slots.splice(text), message)
             self._email[key] = variant
         return variant
 
     @property
     def variants_built(self) -> int:
+        """Email variants (MIME templates) built so far."""
         return len(self._email)
+
+    @property
+    def selections_rendered(self) -> int:
+        """Selections rendered so far (Jinja2 + premailer)."""
+        return len(self._bodies)
 
     def email_message(self, reader: ReaderView, token: str, date: datetime | None = None) -> bytes:
         if not reader.email:

@@ -28,6 +28,10 @@ class Selection:
     recommended: tuple[int, ...]
     others: tuple[int, ...]
     whole_issue: bool
+    # Some article is about the reader's own industries, not only 综合 (the digest says
+    # "本期暂无…" to readers it matched nothing for). Part of the selection, so that
+    # readers sharing a body always agree on it.
+    matched: bool = False
 
 
 def relevance(
@@ -60,8 +64,9 @@ def articles_for(articles: list[ArticleTags], follows_all: bool, follows: frozen
     notes = tuple(a.id for a in articles if a.kind == "note")
     body = [a for a in articles if a.kind != "note"]
     if follows_all:
-        return Selection(notes, tuple(a.id for a in body), (), True)
+        return Selection(notes, tuple(a.id for a in body), (), True, matched=True)
     scored = [(relevance(a.industries, follows, a.weights), a.id) for a in body]
     recommended = tuple(i for s, i in sorted((x for x in scored if x[0] > 0), key=lambda x: -x[0]))
     others = tuple(i for s, i in scored if s == 0)
-    return Selection(notes, recommended, others, False)
+    matched = any(s > GENERAL_SCORE for s, _ in scored)
+    return Selection(notes, recommended, others, False, matched=matched)

@@ -1,7 +1,9 @@
 """The Jinja2 environment every template (email, web pages) is rendered with.
 
 Templates live in the configured folder (config.paths.templates), so staff can change
-the look without touching code. HTML templates (*.html.j2) are autoescaped; text ones
+the look without touching code. A template the folder lacks comes from the packaged
+defaults: an instance made by an older `dispatch init` keeps its own look and still has
+the pages a newer version added. HTML templates (*.html.j2) are autoescaped; text ones
 (*.txt.j2) are not. A misspelt variable is an error
 (StrictUndefined), never an empty string in front of a reader.
 """
@@ -12,8 +14,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
 
+from dispatch import defaults
 from dispatch.clock import cn_date
 from dispatch.masthead import BULLETIN, INSTITUTE
 
@@ -54,7 +57,10 @@ def by_section(articles: Iterable[_A]) -> list[tuple[str, list[_A]]]:
 
 def make_environment(templates_dir: str | Path) -> Environment:
     env = Environment(
-        loader=FileSystemLoader(str(templates_dir)),
+        loader=ChoiceLoader([
+            FileSystemLoader(str(templates_dir)),
+            FileSystemLoader(str(defaults.path(defaults.TEMPLATES))),
+        ]),
         autoescape=_autoescape,
         undefined=StrictUndefined,
         trim_blocks=True,

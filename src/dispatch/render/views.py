@@ -9,12 +9,16 @@ from typing import TYPE_CHECKING
 
 from dispatch.clock import cn_date, to_local
 from dispatch.industries import TAG_CODES, describe, name_of
+from dispatch.render.marks import Own, own_codes
 from dispatch.render.selection import ArticleTags, Selection, relevance
 
 if TYPE_CHECKING:
     from dispatch.db.models import Issue
 
 LEAD_CHARS = 150
+# The editor's note opens the email: at 375 px, about five lines, so the first article
+# shows on the phone's first screen; the web page has the whole note.
+NOTE_LEAD_CHARS = 120
 # Sentence ends where a lead may be cut (closing quotes stay with their sentence).
 _SENTENCE_END = re.compile(r"[。！？!?；;…]+[”’」』）)]*")
 
@@ -44,6 +48,11 @@ class ArticleView:
     def paragraphs(self) -> tuple[str, ...]:
         return tuple(b.text for b in self.blocks if b.kind == "paragraph")
 
+    @property
+    def badge_items(self) -> tuple[tuple[str, str], ...]:
+        """(code, name) of each badge: templates ask own.choose(code, …) with the code."""
+        return tuple(zip(self.industries, self.badges, strict=True))
+
 
 @dataclass(frozen=True)
 class IssueView:
@@ -72,6 +81,15 @@ class Digest:
     others: tuple[ArticleView, ...]
     whole_issue: bool
     interests: str  # the reader's industries in words, for the footer
+    # The reader's industries whose badges are marked as theirs (render.marks.own_codes).
+    own: frozenset[str] = frozenset()
+    # Some article is about the reader's industries (Selection.matched).
+    matched: bool = False
+
+    @property
+    def own_marks(self) -> Own:
+        """For the web pages' badges: m.badges(a, digest.own_marks)."""
+        return Own(self.own)
 
     @property
     def preheader(self) -> str:
@@ -80,11 +98,19 @@ class Digest:
 
     @property
     def note_lead(self) -> str:
-        return self.notes[0].paragraphs[0] if self.notes and self.notes[0].paragraphs else ""
+        """The start of the editor's note: its first paragraph, cut at a sentence end
+        when that alone is long."""
+        if not self.notes or not self.notes[0].paragraphs:
+            return ""
+        return lead(self.notes[0].paragraphs[:1], NOTE_LEAD_CHARS)
 
     @property
     def note_has_more(self) -> bool:
-        return bool(self.notes) and len(self.notes[0].blocks) > 1
+        """The note is longer than note_lead (then the email links to the rest)."""
+        if not self.notes:
+            return False
+        note = self.notes[0]
+        return len(note.blocks) > 1 or self.note_lead != "".join(p.strip() for p in note.paragraphs)
 
 
 NO_INTERESTS = "（尚未选择产业）"
@@ -171,6 +197,8 @@ def build_digest(
         others=tuple(by_id[i] for i in selection.others),
         whole_issue=selection.whole_issue,
         interests=interests_words(follows_all, follows),
+        own=own_codes(follows_all, follows),
+        matched=selection.matched,
     )
 
 

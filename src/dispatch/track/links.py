@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# A reader's vote on an article, as its URL writes it (and as Feedback.kind stores it).
+VOTES = ("useful", "not_useful")
+# The query parameter a vote link on the web pages carries (?from=web): the vote came
+# from there, not from the message itself.
+FROM_PARAM = "from"
+FROM_WEB = "web"
+
 
 @dataclass(frozen=True)
 class Links:
@@ -25,6 +32,12 @@ class Links:
 
     def article(self, article_id: int) -> str:
         return self._url(f"/w/{self.token}/a/{article_id}")
+
+    def vote(self, article_id: int, value: str, *, web: bool = False) -> str:
+        """有用 / 没用 under an article: `value` one of VOTES; `web` for the web pages'."""
+        if value not in VOTES:
+            raise ValueError(f"not a vote: {value!r}")
+        return self._url(f"/f/{self.token}/{article_id}/{value}") + (f"?{FROM_PARAM}={FROM_WEB}" if web else "")
 
     def pixel(self) -> str:
         return self._url(f"/o/{self.token}.gif")

@@ -4,6 +4,7 @@
     GET /w/{token}/a/{article_id}  one article in full (404 if not in that issue)
     GET /c/{token}/{n}             302 to the article page of the issue's link n
     GET|POST /p/{token}            the reader's own settings (web.preferences)
+    GET|POST /f/{token}/{id}/{v}   有用 / 没用 under an article (web.votes)
     GET /healthz                   200 "ok" when the database answers and every part of
                                    `dispatch run` is up; else 503 naming what is down
 
@@ -47,6 +48,7 @@ from dispatch.runtime import Runtime
 from dispatch.track.links import Links
 from dispatch.track.tokens import is_token
 from dispatch.web import pages, preferences
+from dispatch.web.votes import Votes
 
 log = logging.getLogger(__name__)
 
@@ -313,6 +315,7 @@ def create_app(
         Route("/u/{token}", reader_pages.unsubscribe, methods=["POST"]),
         Route("/healthz", reader_pages.healthz, methods=["GET"]),
         *preferences.routes(runtime, reader_pages.env, SECURITY_HEADERS),
+        *Votes(runtime, reader_pages.env, SECURITY_HEADERS).routes(),
     ]
     return Starlette(
         routes=routes,
