@@ -14,12 +14,12 @@ AA = 4.5
 
 # Which of the theme's colours are text, which are what text sits on, which are neither.
 LIGHT_TEXT = ("text", "muted", "faint", "link", "accent")
-LIGHT_BACKGROUNDS = ("surface", "page", "note", "accent_soft")
+LIGHT_BACKGROUNDS = ("surface", "page", "note", "accent_soft", "ok_soft")
 DARK_TEXT = ("dark_text", "dark_muted", "dark_link", "dark_accent")
-DARK_BACKGROUNDS = ("dark_page", "dark_surface", "dark_note", "dark_border")
+DARK_BACKGROUNDS = ("dark_page", "dark_surface", "dark_note", "dark_border", "dark_ok_soft")
 # Filled labels (the reader's own badges, 推荐, buttons): text on the accent.
 FILLED = (("surface", "accent"), ("dark_page", "dark_accent"))
-LINES = ("border", "outline")  # borders only, never under text
+LINES = ("border", "outline", "ok")  # borders only, never under text
 
 
 def theme() -> dict[str, str]:

@@ -343,7 +343,7 @@ def test_an_issue_that_cannot_be_rendered_fails_its_rows_and_the_batch_goes_on(
     assert failed["counts"]["email"]["failed"] == n
     [reason] = {f["reason"] for f in failed["failures"]}
     assert reason.startswith(
-        "not sent: the issue can't be rendered: TemplateNotFound: 'missing.html.j2' not found"
+        "not sent: the issue can't be rendered: TemplateNotFound: missing.html.j2"
     ), reason
 
 

@@ -455,7 +455,7 @@ def test_the_page_fits_a_phone_and_a_desktop(site, tmp_path):
     status, html = site.get(f"/p/{site.token}")
     assert status == 200
     for width in (375, 1024):
-        scroll_width, inner_width, height = measure(tmp_path, html, "preferences", width)
+        scroll_width, inner_width, height, _ = measure(tmp_path, html, "preferences", width)
         assert inner_width == width
         assert scroll_width <= width, f"the page overflows at {width}px: {scroll_width}px"
         print(f"screenshot: {screenshot(tmp_path, html, 'preferences', width, height)}")
