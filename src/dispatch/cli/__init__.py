@@ -187,7 +187,7 @@ def print_json(data: object) -> None:
 
 
 def _register() -> None:
-    from dispatch.cli import db, deliver, init, issues, preview, recipients
+    from dispatch.cli import db, deliver, feedback, init, issues, preview, recipients, report
 
     app.add_typer(issues.app, name="issues", help="快报：导入、查看、标注产业、定稿。")
     app.add_typer(recipients.app, name="recipients", help="读者名单：导入、查找、修改、导出。")
@@ -195,6 +195,8 @@ def _register() -> None:
     app.command("preview")(preview.preview)
     app.command("init")(init.init)
     deliver.register(app)
+    app.command("report")(report.report)
+    app.add_typer(feedback.app, name="feedback", help="读者反馈：查看、导出、标记已处理。")
 
 
 _register()
