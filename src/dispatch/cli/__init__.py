@@ -187,7 +187,17 @@ def print_json(data: object) -> None:
 
 
 def _register() -> None:
-    from dispatch.cli import db, deliver, inbox, init, issues, preview, recipients
+    from dispatch.cli import (
+        db,
+        deliver,
+        feedback,
+        inbox,
+        init,
+        issues,
+        preview,
+        recipients,
+        report,
+    )
 
     app.add_typer(issues.app, name="issues", help="快报：导入、查看、标注产业、定稿。")
     app.add_typer(recipients.app, name="recipients", help="读者名单：导入、查找、修改、导出。")
@@ -196,6 +206,8 @@ def _register() -> None:
     app.command("init")(init.init)
     deliver.register(app)
     inbox.register(app)
+    app.command("report")(report.report)
+    app.add_typer(feedback.app, name="feedback", help="读者反馈：查看、导出、标记已处理。")
 
 
 _register()
