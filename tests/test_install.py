@@ -233,10 +233,11 @@ def test_installed_dispatch_serves_an_instance_from_the_root_folder(installed, t
         assert status_code == 200 and any(a["title"] in page for a in articles)
         status_code, _, page = http_get(base_url, f"/u/{token}")
         assert status_code == 200 and "确认退订" in page
-        # Not served yet (tracking and preferences are later issues): those links lead to
-        # the 404 page, rendered from the instance's templates, never to a 500.
-        for path in (f"/o/{token}.gif", f"/p/{token}",
-                     "/w/" + "a" * 32, "/no/such/page"):
+        status_code, headers, _ = http_get(base_url, f"/o/{token}.gif")  # the open pixel
+        assert status_code == 200 and headers["content-type"] == "image/gif"
+        # Not served yet (preferences is a later issue): those links lead to the 404
+        # page, rendered from the instance's templates, never to a 500.
+        for path in (f"/p/{token}", "/w/" + "a" * 32, "/no/such/page"):
             status_code, _, page = http_get(base_url, path)
             assert status_code == 404 and NOT_FOUND in page, (path, status_code, page)
 
