@@ -239,9 +239,11 @@ def test_installed_dispatch_serves_an_instance_from_the_root_folder(installed, t
         status_code, _, page = http_get(base_url, vote)
         # A fetch with no User-Agent is a machine's: it gets the confirmation, not a vote.
         assert status_code == 200 and "请确认您的反馈" in page
-        # Not served yet (the pixel is the next part): those links lead to the 404 page,
-        # rendered from the instance's templates, never to a 500.
-        for path in (f"/o/{token}.gif", "/w/" + "a" * 32, "/no/such/page"):
+        status_code, headers, _ = http_get(base_url, f"/o/{token}.gif")  # the open pixel
+        assert status_code == 200 and headers["content-type"] == "image/gif"
+        # Links that lead nowhere get the 404 page, rendered from the instance's
+        # templates, never a 500.
+        for path in ("/w/" + "a" * 32, "/no/such/page"):
             status_code, _, page = http_get(base_url, path)
             assert status_code == 404 and NOT_FOUND in page, (path, status_code, page)
 

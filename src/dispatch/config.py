@@ -82,8 +82,8 @@ class ImapConfig:
 
 @dataclass
 class TrackingConfig:
-    # An open this soon after the message was handed over is a machine's (a security
-    # gateway or an image proxy fetching ahead), counted apart from readers' opens.
+    # An event (open, click, web read) this soon after the message was handed over is a
+    # machine's (a security gateway or an image proxy fetching ahead), counted apart.
     machine_open_seconds: float = 10.0
 
 

@@ -3,8 +3,9 @@
 
 Only a signal ends it. SIGTERM/SIGINT set one stop event; the web server stops
 accepting, the scheduler stops ticking, the worker finishes the batch in hand and
-releases what it still holds, so nothing stays in 'sending'. A second signal is not
-needed and not special: shutdown is bounded by the SMTP timeout.
+releases what it still holds, so nothing stays in 'sending', and the readers' events
+the web app queued (dispatch.track.recorder) are written before the process exits. A
+second signal is not needed and not special: shutdown is bounded by the SMTP timeout.
 
 Faults don't end it: the worker and the scheduler ride out database outages themselves
 (dispatch.faults), and a part that ends anyway (a bug) is logged and started again after
@@ -159,13 +160,19 @@ async def serve(
 
         inbox = Inbox(runtime, health.part("inbox"))  # refuses settings that can't work
     tasks: list[asyncio.Task[None]] = []
+    recorder = None
     if web:
+        from dispatch.track.recorder import Recorder
         from dispatch.web.app import create_app
 
         host, port = split_host_port(runtime.config.web.listen)
+        # Readers' opens, clicks and reads, written in batches off the requests; it
+        # outlives a restarted web server and is flushed when the service stops.
+        recorder = Recorder(runtime.engine, runtime.config.tracking.machine_open_seconds).start()
 
         def make_server() -> uvicorn.Server:
-            return _QuietServer(web_config(runtime.config, create_app(runtime, health=health)))
+            app = create_app(runtime, on_event=recorder.record, health=health)
+            return _QuietServer(web_config(runtime.config, app))
 
         first = make_server()
         first_run = asyncio.create_task(_serve_web(first, stop), name="web")
@@ -173,6 +180,7 @@ async def serve(
             with contextlib.suppress(WebStartFailed):
                 await first_run
             log.error("web app: cannot listen on %s:%d ([web] listen); stopping", host, port)
+            recorder.close()
             raise SystemExit(1)
         log.info("web app on http://%s:%d (links use %s)", host, port, runtime.config.web.base_url)
         started = [first_run]
@@ -208,4 +216,7 @@ async def serve(
     for task, result in zip(tasks, results, strict=True):
         if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
             log.error("%s ended with %r", task.get_name(), result)
+    if recorder is not None:
+        # The web server has stopped: nothing more comes in; write what did.
+        await asyncio.to_thread(recorder.close)
     log.info("stopped")

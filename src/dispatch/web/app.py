@@ -3,52 +3,68 @@
     GET /w/{token}                 the whole issue, every article in full
     GET /w/{token}/a/{article_id}  one article in full (404 if not in that issue)
     GET /c/{token}/{n}             302 to the article page of the issue's link n
+    GET /o/{token}.gif             the open pixel: the same 1×1 GIF for any path under /o/
+    GET /u/{token}, POST /u/{token}  unsubscribe (the page; RFC 8058 one-click)
     GET|POST /p/{token}            the reader's own settings (web.preferences)
     GET|POST /f/{token}/{id}/{v}   有用 / 没用 under an article (web.votes)
     GET /healthz                   200 "ok" when the database answers and every part of
                                    `dispatch run` is up; else 503 naming what is down
 
-Endpoints are plain functions: Starlette runs them in its thread pool, where they use
-the synchronous sessions of dispatch.db. A token is looked up in the deliveries table;
-every target comes from the stored issue (render.views.link_targets), never from the request.
+Endpoints that need the database are plain functions: Starlette runs them in its thread
+pool, where they use the synchronous sessions of dispatch.db. The pixel and the click are
+`async`: the pixel never touches the database, and the click only when its token or its
+issue is not cached yet (then in the thread pool). Tokens are looked up through a bounded
+cache (track.deliveries), issues' views are built once and kept (web.views_cache); every
+target comes from the stored issue (render.views.link_targets), never from the request.
 Pages are server-rendered from templates/ and carry no JavaScript.
 
-Recording what readers do (web reads, clicks) belongs to the track stage: it passes
-`on_event`, called with a PageEvent before each page or redirect is returned. Without
-it nothing is recorded.
+Recording what readers do belongs to the track stage: it passes `on_event`
+(track.recorder.Recorder.record under `dispatch run`), called with a PageEvent before
+each page, redirect or pixel is returned; it must not block. Without it nothing is
+recorded.
+
+For other reader pages (preferences, votes): `ReaderPages.open(token)` gives the
+delivery, its reader's digest and links (None for a token that names nothing), through
+the same caches; call it from a plain (thread-pool) endpoint.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from jinja2 import Environment
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session, selectinload
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from dispatch.db.models import Delivery, Reader
+from dispatch.db.models import Delivery, Issue, Reader, ReaderIndustry
 from dispatch.db.session import transaction
 from dispatch.editorial import get_issue
+from dispatch.errors import Refused
 from dispatch.faults import describe
 from dispatch.health import Health
 from dispatch.render import templates
-from dispatch.render.pipeline import IssueRenderer, ReaderView
-from dispatch.render.views import Digest, link_targets
+from dispatch.render.pipeline import ReaderView
+from dispatch.render.views import Digest
 from dispatch.runtime import Runtime
+from dispatch.track import events
+from dispatch.track.deliveries import Delivered, DeliveryLookup, normal_token
+from dispatch.track.events import USER_AGENT_CHARS, EventHook, PageEvent
 from dispatch.track.links import Links
 from dispatch.track.tokens import is_token
 from dispatch.web import pages, preferences
+from dispatch.web.views_cache import IssueEntry, IssueViews, TokenPage
 from dispatch.web.votes import Votes
+
+__all__ = ["PIXEL_GIF", "EventHook", "Opened", "PageEvent", "ReaderPages", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -67,19 +83,30 @@ SECURITY_HEADERS = {
 }
 
 
-@dataclass(frozen=True)
-class PageEvent:
-    """Something a reader did through the web app, for the track stage to record."""
+# The open pixel: a transparent 1×1 GIF89a (43 bytes), the same for every request under
+# /o/, known token or not, so the answer tells nothing and never fails.
+PIXEL_GIF = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff"
+    b"!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
+PIXEL_HEADERS = {
+    # Every open must reach us: no browser, proxy or mail client may keep a copy.
+    "Cache-Control": "no-store, no-cache, must-revalidate, private, max-age=0",
+    "Pragma": "no-cache",
+    "Expires": "0",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex, nofollow",
+}
+_PIXEL_PATH = re.compile(r"([A-Za-z2-7]{32})\.gif")
 
-    kind: str  # "web_view" (/w/T) | "article_view" (/w/T/a/ID) | "click" (/c/T/N)
-    delivery_id: int
-    article_id: int | None
-    n: int | None  # the link number, for clicks
-    user_agent: str
-    client_ip: str | None
-
-
-EventHook = Callable[[PageEvent], None]
+# A reader's interests, built once: constructing the statement per request would cost
+# more than running it.
+_INTERESTS = (
+    select(Reader.follows_all, ReaderIndustry.industry)
+    .outerjoin(ReaderIndustry, ReaderIndustry.reader_id == Reader.id)
+    .where(Reader.id == bindparam("reader_id"))
+)
 
 
 @dataclass(frozen=True)
@@ -89,10 +116,16 @@ class Opened:
     delivery_id: int
     digest: Digest
     links: Links
+    delivered: Delivered | None = None  # reader_id, issue_id, sent_at
+    reader: ReaderView | None = None
 
 
-def _html(body: str, status: int = 200) -> HTMLResponse:
+def _html(body: str | bytes, status: int = 200) -> HTMLResponse:
     return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
+
+
+def _pixel() -> Response:
+    return Response(PIXEL_GIF, media_type="image/gif", headers=PIXEL_HEADERS)
 
 
 class ReaderPages:
@@ -104,87 +137,151 @@ class ReaderPages:
         self.env = env
         self.on_event = on_event
         self.health = health
+        self.lookup = DeliveryLookup()
+        self.views = IssueViews(env, runtime.config)
 
-    # -- looking a delivery up -------------------------------------------------------
+    # -- looking a delivery up (blocking: thread pool) -----------------------------------
 
-    def open(self, token: str) -> Opened | None:
-        """The delivery behind a token and its reader's digest; None if there is none."""
-        token = token.lower()
-        if not is_token(token):
-            return None
+    def _delivered(self, token: str) -> Delivered | None:
+        delivered = self.lookup.cached(token)
+        if delivered is None:
+            with self.runtime.sessions() as session:
+                delivered = self.lookup.find(session, token)
+        return delivered
+
+    def _load_issue(self, issue_id: int) -> Issue | None:
         with self.runtime.sessions() as session:
-            delivery = session.scalar(select(Delivery).where(Delivery.token == token))
-            if delivery is None:
+            try:
+                return get_issue(session, issue_id)
+            except Refused:  # deleted since (only a draft can be)
                 return None
+
+    def _entry(self, issue_id: int) -> IssueEntry | None:
+        return self.views.issue(issue_id, self._load_issue)
+
+    def _reader(self, reader_id: int) -> ReaderView | None:
+        """The reader as now, all of them (for open())."""
+        with self.runtime.sessions() as session:
             reader = session.scalar(
-                select(Reader)
-                .where(Reader.id == delivery.reader_id)
+                select(Reader).where(Reader.id == reader_id)
                 .options(selectinload(Reader.industry_rows))
             )
-            if reader is None:
-                return None
-            issue = get_issue(session, delivery.issue_id)
-            # The same path as the worker and `dispatch preview`: the page shows the
-            # digest the reader's message was made from.
-            renderer = IssueRenderer.for_issue(issue, self.env, self.runtime.config)
-            return Opened(
-                delivery.id, renderer.digest_for(ReaderView.of(reader)), renderer.links(token)
-            )
+            return ReaderView.of(reader) if reader else None
 
-    def _open_or_404(self, request: Request) -> Opened:
-        opened = self.open(request.path_params["token"])
-        if opened is None:
+    def _interests(self, reader_id: int) -> ReaderView | None:
+        """What of the reader picks a page: their industries, read afresh for every page
+        (the reader or staff may change them any time, from any process). One prepared
+        query, as cheap as /healthz's; name and addresses are not read."""
+        with self.runtime.engine.connect() as conn:
+            rows = conn.execute(_INTERESTS, {"reader_id": reader_id}).all()
+        if not rows:
+            return None
+        # Codes that are no industry (none are stored) would select nothing and show
+        # no words: the page is the same with or without them.
+        codes = frozenset(code for _, code in rows if code)
+        return ReaderView(id=reader_id, name="", follows_all=bool(rows[0][0]), industries=codes)
+
+    def _reading(self, request: Request) -> tuple[str, Delivered, IssueEntry, ReaderView]:
+        """The token of a reader page's URL, its delivery, issue and reader; 404 if any
+        is missing. An unknown token costs one indexed query and builds nothing."""
+        token = normal_token(request.path_params["token"])
+        delivered = self._delivered(token) if token else None
+        if token is None or delivered is None:
             raise HTTPException(404)
-        return opened
+        entry = self._entry(delivered.issue_id)
+        reader = self._interests(delivered.reader_id) if entry else None
+        if entry is None or reader is None:
+            raise HTTPException(404)
+        return token, delivered, entry, reader
+
+    def open(self, token: str) -> Opened | None:
+        """The delivery behind a token and its reader's digest; None if there is none.
+        Through the caches: the same digest the pages show. Blocking: thread pool."""
+        token_ = normal_token(token)
+        delivered = self._delivered(token_) if token_ else None
+        if token_ is None or delivered is None:
+            return None
+        entry = self._entry(delivered.issue_id)
+        reader = self._reader(delivered.reader_id) if entry else None
+        if entry is None or reader is None:
+            return None
+        # The same path as the worker and `dispatch preview`: the page shows the
+        # digest the reader's message was made from.
+        return Opened(
+            delivered.delivery_id, self.views.digest(entry, reader),
+            entry.renderer.links(token_), delivered, reader,
+        )
 
     # -- the hook for the track stage ------------------------------------------------
 
     def _record(
-        self, request: Request, kind: str, opened: Opened,
+        self, request: Request, kind: str, token: str, delivered: Delivered | None,
         article_id: int | None = None, n: int | None = None,
     ) -> None:
         if self.on_event is None:
             return
         event = PageEvent(
             kind=kind,
-            delivery_id=opened.delivery_id,
+            token=token,
+            delivery=delivered,
             article_id=article_id,
             n=n,
-            user_agent=request.headers.get("user-agent", ""),
+            user_agent=request.headers.get("user-agent", "")[:USER_AGENT_CHARS],
             client_ip=request.client.host if request.client else None,
         )
         try:
             self.on_event(event)
         except Exception:  # a failed record must not cost the reader the page
-            log.exception("recording %s of delivery %s failed", kind, opened.delivery_id)
+            log.exception("recording a %s failed", kind)
 
-    # -- endpoints (plain def: run in the thread pool) -------------------------------
+    # -- endpoints -------------------------------------------------------------------
 
     def issue(self, request: Request) -> Response:
-        opened = self._open_or_404(request)
-        body = pages.issue_page(self.env, opened.digest, opened.links)
-        self._record(request, "web_view", opened)
-        return _html(body)
+        token, delivered, entry, reader = self._reading(request)
+        page = self.views.issue_page(entry, reader)
+        self._record(request, events.WEB_VIEW, token, delivered)
+        return _html(page.fill(token))
 
     def article(self, request: Request) -> Response:
-        opened = self._open_or_404(request)
+        token, delivered, entry, reader = self._reading(request)
         article_id = request.path_params["article_id"]
-        body = pages.article_page(self.env, opened.digest, opened.links, article_id)
-        if body is None:
+        page: TokenPage | None = self.views.article_page(entry, reader, article_id)
+        if page is None:
             raise HTTPException(404)
-        self._record(request, "article_view", opened, article_id=article_id)
-        return _html(body)
+        self._record(request, events.ARTICLE_VIEW, token, delivered, article_id=article_id)
+        return _html(page.fill(token))
 
-    def click(self, request: Request) -> Response:
-        opened = self._open_or_404(request)
-        n = request.path_params["n"]
-        article_id = link_targets(opened.digest.issue).get(n)
-        if article_id is None:
+    async def click(self, request: Request) -> Response:
+        """In memory once the token and the issue are cached; the database (thread pool)
+        only for the first click of a token or of an issue."""
+        token = normal_token(request.path_params["token"])
+        if token is None:
             raise HTTPException(404)
-        self._record(request, "click", opened, article_id=article_id, n=n)
-        return RedirectResponse(
-            opened.links.article(article_id), status_code=302, headers=SECURITY_HEADERS
+        delivered = self.lookup.cached(token) or await run_in_threadpool(self._delivered, token)
+        if delivered is None:
+            raise HTTPException(404)
+        entry = self.views.cached(delivered.issue_id) or await run_in_threadpool(
+            self._entry, delivered.issue_id
         )
+        n = request.path_params["n"]
+        article_id = entry.targets.get(n) if entry else None
+        if entry is None or article_id is None:
+            raise HTTPException(404)
+        self._record(request, events.CLICK, token, delivered, article_id=article_id, n=n)
+        return RedirectResponse(
+            entry.renderer.links(token).article(article_id), status_code=302,
+            headers=SECURITY_HEADERS,
+        )
+
+    async def pixel(self, request: Request) -> Response:
+        """/o/TOKEN.gif: the GIF, whatever the path; an open recorded for a well-formed
+        token on a GET (a HEAD shows no image). The token is looked up by the recorder,
+        off the request: no database here, so a flood of opens costs no connections."""
+        match = _PIXEL_PATH.fullmatch(request.path_params["rest"])
+        if match and request.method == "GET":
+            token = match.group(1).lower()
+            self._record(request, events.OPEN, token, self.lookup.cached(token))
+        return _pixel()
 
     def healthz(self, request: Request) -> Response:
         """For a load balancer, the status: 200 or 503. For an operator's curl, the body:
@@ -242,7 +339,10 @@ class ReaderPages:
         """POST: a mail provider's one-click unsubscribe (RFC 8058: the body says
         `List-Unsubscribe=One-Click`, no cookies, no page), or the button of the page
         above, which posts the same and says it came from the page."""
-        body = await _small_body(request)
+        try:
+            body = await _small_body(request)
+        except ClientDisconnect:  # gone mid-body (or its chunks were garbage): no one to answer
+            return Response(status_code=400)
         if body is None or not _one_click(body):
             # Not an unsubscribe request (or not one we can read): ask, change nothing.
             return await run_in_threadpool(self.unsubscribe_page, request)
@@ -256,6 +356,16 @@ class ReaderPages:
             reader = self._holder(session, token)
             if reader is None:
                 raise HTTPException(404)
+            if reader.status != "unsubscribed":
+                # A mail provider may post twice at once: take the reader's row (a no-op
+                # UPDATE: its row lock on PostgreSQL, the write lock on SQLite) and read it
+                # again under it, so only one of them finds it active and records the change.
+                session.execute(
+                    update(Reader).where(Reader.id == reader.id)
+                    .values(status=Reader.status, updated_at=Reader.updated_at)
+                    .execution_options(synchronize_session=False)
+                )
+                session.refresh(reader)
             changed = set_status(session, reader, "unsubscribed", source=source)
             name = reader.name
         state = "done" if changed else "already"
@@ -311,16 +421,20 @@ def create_app(
         Route("/w/{token}", reader_pages.issue, methods=["GET"]),
         Route("/w/{token}/a/{article_id:int}", reader_pages.article, methods=["GET"]),
         Route("/c/{token}/{n:int}", reader_pages.click, methods=["GET"]),
+        Route("/o/{rest:path}", reader_pages.pixel, methods=["GET"]),
         Route("/u/{token}", reader_pages.unsubscribe_page, methods=["GET"]),
         Route("/u/{token}", reader_pages.unsubscribe, methods=["POST"]),
         Route("/healthz", reader_pages.healthz, methods=["GET"]),
         *preferences.routes(runtime, reader_pages.env, SECURITY_HEADERS),
         *Votes(runtime, reader_pages.env, SECURITY_HEADERS).routes(),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         exception_handlers={
             HTTPException: reader_pages.http_error,
             Exception: reader_pages.server_error,
         },
     )
+    # Its caches (lookup, views) and their counters, for whoever serves or tests it.
+    app.state.pages = reader_pages
+    return app
