@@ -40,8 +40,10 @@ def test_running_the_demo_twice_mails_each_sample_reader_once(tmp_path):
             email.message_from_bytes(f.read_bytes())["To"] for f in (inst / "var" / "mail").glob("*.eml")
         )
 
-    demo()
+    shown = demo().stdout
     first = mailed()
+    # A reader's open, web read and 有用 reached the report the demo ends with.
+    assert "模拟读者" in shown and "1 条反馈" in shown and "有用 1" in shown, shown
     issues = json.loads(subprocess.run(
         [sys.executable, "-m", "dispatch", "issues", "list", "--json"], env=env, check=True,
         capture_output=True, text=True).stdout)

@@ -30,7 +30,7 @@ from dispatch.runtime import Runtime
 from dispatch.track import signing
 from dispatch.track.tokens import new_token
 from dispatch.web.app import create_app
-from dispatch.web.preferences import cross_site
+from dispatch.web.forms import cross_site
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -316,6 +316,14 @@ def test_cross_site_rule():
     assert not cross_site({"origin": "null", "sec-fetch-site": "same-origin"}, base)
     assert cross_site({"origin": "https://news.example.cn.evil.example"}, base)
     assert cross_site({"sec-fetch-site": "cross-site", "origin": base}, base)
+    # The rule every reader form shares (preferences, vote comments): a sibling site is
+    # not ours, nor a bare `Origin: null` the browser does not vouch for.
+    assert cross_site({"sec-fetch-site": "same-site", "origin": base}, base)
+    assert cross_site({"origin": "null"}, base)
+    assert not cross_site({"sec-fetch-site": "none"}, base)
+    assert not cross_site({"origin": "https://news.example.cn:443"}, base)
+    for garbage in ("http://x:port", "http://[::1", "://", "💥"):
+        assert cross_site({"origin": garbage}, base)
 
 
 BAD = [

@@ -61,6 +61,7 @@ from dispatch.track.events import USER_AGENT_CHARS, EventHook, PageEvent
 from dispatch.track.links import Links
 from dispatch.track.tokens import is_token
 from dispatch.web import pages, preferences
+from dispatch.web.forms import read_capped
 from dispatch.web.views_cache import IssueEntry, IssueViews, TokenPage
 from dispatch.web.votes import Votes
 
@@ -340,7 +341,7 @@ class ReaderPages:
         `List-Unsubscribe=One-Click`, no cookies, no page), or the button of the page
         above, which posts the same and says it came from the page."""
         try:
-            body = await _small_body(request)
+            body = await read_capped(request, MAX_FORM_BYTES)
         except ClientDisconnect:  # gone mid-body (or its chunks were garbage): no one to answer
             return Response(status_code=400)
         if body is None or not _one_click(body):
@@ -388,13 +389,6 @@ class ReaderPages:
 MAX_FORM_BYTES = 8 * 1024
 
 
-async def _small_body(request: Request) -> bytes | None:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return None
-    return body
 
 
 def _form(body: bytes) -> dict[str, str]:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from jinja2 import Environment
 from sqlalchemy import select
@@ -53,6 +53,7 @@ from dispatch.readers.changes import (
 from dispatch.track import signing
 from dispatch.track.links import Links
 from dispatch.track.tokens import is_token
+from dispatch.web.forms import cross_site, read_capped
 
 if TYPE_CHECKING:
     from dispatch.runtime import Runtime
@@ -164,24 +165,6 @@ def read_choice(fields: Mapping[str, list[str]], available: tuple[str, ...]) -> 
         tuple(c for c in CHANNEL_ORDER if c in channels),
         pause_code,
     )
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-def cross_site(headers: Mapping[str, str], base_url: str) -> bool:
-    """Whether a post came from another site: the browser says so (Sec-Fetch-Site), or
-    names an origin that is neither the configured one nor the host asked. (Our pages'
-    no-referrer policy makes browsers send `Origin: null` for our own forms.)"""
-    if headers.get("sec-fetch-site", "").lower() == "cross-site":
-        return True
-    origin = headers.get("origin")
-    if origin is None or origin == "null":
-        return False
-    origin = origin.lower()
-    return origin != _origin(base_url) and urlsplit(origin).netloc != headers.get("host", "").lower()
 
 
 # --- what the page shows -------------------------------------------------------------------
@@ -338,12 +321,10 @@ class PreferencePages:
         token = self._token(request)
         if cross_site(request.headers, self.runtime.config.web.base_url):
             return await run_in_threadpool(self._refused, token, Refusal(403, ""))
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_FORM_BYTES:
-                return await run_in_threadpool(
-                    self._refused, token, Refusal(400, "提交的内容过长，没有保存"))
+        body = await read_capped(request, MAX_FORM_BYTES)
+        if body is None:
+            return await run_in_threadpool(
+                self._refused, token, Refusal(400, "提交的内容过长，没有保存"))
         try:
             fields = parse_body(body, request.headers.get("content-type", ""))
         except Refusal as refusal:

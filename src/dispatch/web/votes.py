@@ -22,7 +22,7 @@ import logging
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from jinja2 import Environment
 from sqlalchemy import select
@@ -43,6 +43,7 @@ from dispatch.track.links import FROM_PARAM, FROM_WEB, VOTES, Links
 from dispatch.track.machines import is_machine
 from dispatch.track.signing import sign, verify
 from dispatch.track.tokens import is_token
+from dispatch.web.forms import cross_site, read_capped
 
 log = logging.getLogger(__name__)
 
@@ -105,26 +106,6 @@ def comment_text(raw: str) -> str:
     return "".join(kept).strip()
 
 
-def origin_of(url: str) -> str:
-    """scheme://host[:port] as a browser's Origin header writes it (no default port)."""
-    parts = urlsplit(url)
-    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
-    if ":" in host:
-        host = f"[{host}]"
-    default = {"http": 80, "https": 443}.get(scheme)
-    port = f":{parts.port}" if parts.port and parts.port != default else ""
-    return f"{scheme}://{host}{port}"
-
-
-def same_site(headers: Mapping[str, str], origin: str) -> bool:
-    """A form post that says it came from another site (Origin, Sec-Fetch-Site) is not
-    ours. No Origin at all (an old client, not a browser) is left to the signed value."""
-    if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-        return False
-    sent = headers.get("origin")
-    return sent is None or sent.lower() == origin
-
-
 class Votes:
     def __init__(self, runtime: Runtime, env: Environment, headers: Mapping[str, str]):
         self.runtime = runtime
@@ -173,9 +154,9 @@ class Votes:
     async def submit(self, request: Request) -> Response:
         """POST: the 确认 button (vote=1) and/or a comment."""
         target = await run_in_threadpool(self.target, request)
-        if not same_site(request.headers, origin_of(self.runtime.config.web.base_url)):
+        if cross_site(request.headers, self.runtime.config.web.base_url):
             return self._refuse(BAD_FORM)
-        body = await _body(request, MAX_BODY_BYTES)
+        body = await read_capped(request, MAX_BODY_BYTES)
         if body is None:
             return self._refuse(TOO_LONG)
         try:
@@ -274,11 +255,3 @@ def _set_vote(session: Session, target: Target) -> None:
     row.kind, row.channel, row.received_at = target.value, target.channel, utcnow()
 
 
-async def _body(request: Request, limit: int) -> bytes | None:
-    """The request body, or None once it is longer than `limit`."""
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return body
