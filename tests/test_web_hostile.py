@@ -185,7 +185,7 @@ def test_ten_megabyte_bodies_anywhere(hostile, path):
     b"POST /u/TOKEN HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n",
     b"POST /u/TOKEN HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\nConnection: close\r\n\r\n",
     b"GARBAGE\r\n\r\n",
-    b"GET /c/TOKEN/1 HTTP/9.9\r\nHost: x\r\n\r\n",
+    b"GET /c/TOKEN/1 HTTP/9.9\r\nHost: x\r\nConnection: close\r\n\r\n",
     b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,  # a TLS hello
 ])
 def test_what_is_not_http_gets_no_500(hostile, data):
