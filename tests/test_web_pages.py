@@ -526,7 +526,8 @@ def test_each_page_of_a_large_issue_is_rendered_once_and_recorded_per_request(si
 @pytest.mark.parametrize(
     "query",
     ["page=0", "page=4", "page=-1", "page=abc", f"page={10**30}", "page=", "page=1.5",
-     "page=2&page=3", "page=1&page=1", "page=%EF%BC%92", "page=+2", "page=02", "page=2%00"],
+     "page=2&page=3", "page=1&page=1", "page=%EF%BC%92", "page=+2", "page=02", "page=2%00",
+     "page=%FF", "page=1%", "page=" + "9" * 500],
 )
 def test_a_page_the_issue_has_not_is_the_404_page(site, big, query):
     token, _ = big
