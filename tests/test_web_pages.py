@@ -30,6 +30,8 @@ from dispatch.runtime import Runtime
 from dispatch.service import web_config
 from dispatch.track.tokens import new_token
 from dispatch.web.app import PageEvent, create_app
+from dispatch.web.pages import PAGE_ARTICLES
+from dispatch.web.views_cache import IssueViews
 
 FUTURE = "未来产业是培育新质生产力的重要引擎"
 PATENTS = "让知识产权更好护航前沿科技创新"
@@ -47,6 +49,7 @@ class Site:
     other_issue_article: int  # an article of another issue
     health: Health  # what `dispatch run`'s parts report
     now: list[float]  # the health clock: now[0] seconds
+    views: IssueViews  # the app's kept views and their counters
 
     def get(self, path: str) -> tuple[int, dict[str, str], str]:
         return self.request("GET", path)
@@ -119,7 +122,7 @@ def site(db_url) -> Iterator[Site]:
         time.sleep(0.02)
     try:
         yield Site(base_url, runtime, events, issue_id, token, token_all, other_article,
-                   health, now)
+                   health, now, app.state.pages.views)
     finally:
         server.should_exit = True
         thread.join(10)
@@ -404,3 +407,141 @@ def test_a_post_without_the_one_click_marker_or_with_a_bad_token_changes_nothing
                                     "application/x-www-form-urlencoded")
         assert status == 404 and "链接无效" in page
         assert site.get(f"/u/{token}")[0] == 404
+
+
+# -- a large issue, page by page -----------------------------------------------------------
+
+SECTION_SIZES = (25, 25, 20)  # 70 articles; sections run across pages
+
+
+def _sample_articles() -> list[tuple[str, list[str]]]:
+    """(title, paragraphs) of the sample issue's articles (as bench/web.py reads them)."""
+    articles: list[tuple[str, list[str]]] = []
+    fresh = True
+    for line in SAMPLE_ISSUE.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("●"):
+            fresh = True
+            continue
+        if fresh and len(line) <= 40 and not line.endswith("。"):
+            articles.append((line, []))
+        elif articles:
+            articles[-1][1].append(line)
+        fresh = False
+    return [(t, ps) for t, ps in articles if ps and not t.isdigit()]
+
+
+def _big_issue_file(path, sizes=SECTION_SIZES) -> None:
+    """Sections of `sizes` articles, each a sample article numbered, its first two
+    paragraphs cut short (how bench/web.py builds its 8,495-article issue)."""
+    base = _sample_articles()
+    lines = ["许昌竞争情报快递 2024年第1期"]
+    i = 0
+    for number, size in enumerate(sizes, 1):
+        lines.append(f"●专题{number}")
+        for _ in range(size):
+            title, paragraphs = base[i % len(base)]
+            lines.append(f"{i + 1}.{title}"[:40].rstrip("：:，,"))
+            lines.extend(p[:150] + ("。" if len(p) > 150 else "") for p in paragraphs[:2])
+            lines.append("")
+            i += 1
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.fixture
+def big(site, tmp_path):
+    """A finalized 70-article issue delivered to a 生物医药 reader: (token, its view)."""
+    source = tmp_path / "big.txt"
+    _big_issue_file(source)
+    with transaction(site.runtime.sessions) as s:
+        issue = editorial.store_issue(s, parse_file(source), str(source), site.runtime.rules)
+        editorial.finalize(s, issue.id, None)
+        reader = _add_reader(s, "王五", "c@example.cn", industries=["biomed"])
+        token, issue_id = _deliver(s, issue.id, reader), issue.id
+    with site.runtime.sessions() as s:
+        view = article_views(editorial.get_issue(s, issue_id))
+    return token, view
+
+
+def _article_ids(html: str) -> list[int]:
+    return [int(i) for i in re.findall(r'<article id="a-(\d+)">', html)]
+
+
+def test_a_large_issue_is_read_page_by_page_every_article_once_in_order(site, big):
+    token, view = big
+    assert [len(arts) for _, arts in view.sections] == list(SECTION_SIZES)
+    ids = [a.id for a in view.articles]
+    pages = {}
+    for n in (1, 2, 3):
+        status, _, html = site.get(f"/w/{token}?page={n}")
+        assert status == 200
+        pages[n] = html
+        assert _article_ids(html) == ids[(n - 1) * PAGE_ARTICLES:n * PAGE_ARTICLES]
+        text = _text(html)
+        assert f"第 {n} 页，共 3 页" in text
+        assert text.count(f"第 {n} 页，共 3 页") == 2  # above and below the articles
+        # This page's contents, not the whole issue's: its titles and nothing else.
+        toc = html[html.index('id="toc"'):html.index("</nav>", html.index('id="toc"'))]
+        assert "本页目录" in toc and "本期共 70 篇文章，分 3 页" in _text(toc)
+        assert [int(i) for i in re.findall(r'href="#a-(\d+)"', toc)] == _article_ids(html)
+        for a in view.articles:
+            if a.id in _article_ids(html):
+                assert f'href="{site.base_url}/w/{token}/a/{a.id}"' in html
+                assert f">{a.title}<" in html and a.blocks[0].text in text
+            else:
+                assert f">{a.title}<" not in html
+    # Every article on exactly one page, in the issue's order.
+    assert sum((_article_ids(pages[n]) for n in (1, 2, 3)), []) == ids
+    assert site.get(f"/w/{token}")[2] == pages[1]  # no ?page: the first page
+
+    base = f"{site.base_url}/w/{token}"
+    assert "上一页" not in _text(pages[1]) and f'href="{base}?page=2">下一页' in pages[1]
+    assert f'href="{base}">‹ 上一页' in pages[2] and f'href="{base}?page=3">下一页' in pages[2]
+    assert f'href="{base}?page=2">‹ 上一页' in pages[3] and "下一页" not in _text(pages[3])
+    # Section headings stay; a section begun on an earlier page says it goes on.
+    headings = {n: re.findall(r'<h2 class="section-title">([^<]+)</h2>', pages[n]) for n in pages}
+    assert headings == {1: ["专题1", "专题2"], 2: ["专题2（续）", "专题3"], 3: ["专题3（续）"]}
+    # A page's article and vote links work as on a one-page issue.
+    second = _article_ids(pages[2])[0]
+    status, _, article = site.get(f"/w/{token}/a/{second}")
+    assert status == 200 and "本期全文" in article
+    vote = re.search(rf'href="{re.escape(site.base_url)}(/f/{token}/{second}/useful[^"]*)"', pages[2])
+    assert vote is not None
+    assert site.get(vote.group(1).replace("&amp;", "&"))[0] == 200
+
+
+def test_each_page_of_a_large_issue_is_rendered_once_and_recorded_per_request(site, big):
+    token, _ = big
+    site.events.clear()
+    renders = site.views.renders
+    for n in (1, 2, 3, 2, 1):
+        assert site.get(f"/w/{token}?page={n}")[0] == 200
+    assert site.get(f"/w/{token}")[0] == 200  # the first page, kept as such
+    assert site.views.renders == renders + 3
+    assert [e.kind for e in site.events] == ["web_view"] * 6
+    assert site.get(f"/w/{token}?page=4")[0] == 404
+    assert len(site.events) == 6  # no page, no view
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["page=0", "page=4", "page=-1", "page=abc", f"page={10**30}", "page=", "page=1.5",
+     "page=2&page=3", "page=1&page=1", "page=%EF%BC%92", "page=+2", "page=02", "page=2%00",
+     "page=%FF", "page=1%", "page=" + "9" * 500],
+)
+def test_a_page_the_issue_has_not_is_the_404_page(site, big, query):
+    token, _ = big
+    status, headers, html = site.get(f"/w/{token}?{query}")
+    assert status == 404
+    assert headers["content-type"].startswith("text/html")
+    assert "页面不存在" in html and 'lang="zh-CN"' in html
+
+
+def test_a_one_page_issue_shows_no_pager(site):
+    status, _, html = site.get(f"/w/{site.token}")
+    assert status == 200
+    assert "本期目录" in html and "本页目录" not in html
+    assert 'class="pager"' not in html and "?page=" not in html and "下一页" not in html
+    assert len(_article_ids(html)) == len(_view(site).articles)
+    assert site.get(f"/w/{site.token}?page=1")[2] == html
+    assert site.get(f"/w/{site.token}?page=2")[0] == 404

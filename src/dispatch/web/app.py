@@ -1,6 +1,7 @@
 """The reader-facing web app: the pages behind the links in a digest.
 
-    GET /w/{token}                 the whole issue, every article in full
+    GET /w/{token}[?page=N]        the issue, every article in full, a large one page
+                                   by page (web.pages.PAGE_ARTICLES a page; 404 if no page N)
     GET /w/{token}/a/{article_id}  one article in full (404 if not in that issue)
     GET /c/{token}/{n}             302 to the article page of the issue's link n
     GET /o/{token}.gif             the open pixel: the same 1×1 GIF for any path under /o/
@@ -238,8 +239,11 @@ class ReaderPages:
     # -- endpoints -------------------------------------------------------------------
 
     def issue(self, request: Request) -> Response:
+        number = _page_number(request)
         token, delivered, entry, reader = self._reading(request)
-        page = self.views.issue_page(entry, reader)
+        page = self.views.issue_page(entry, reader, number)
+        if page is None:
+            raise HTTPException(404)
         self._record(request, events.WEB_VIEW, token, delivered)
         return _html(page.fill(token))
 
@@ -399,6 +403,17 @@ def _form(body: bytes) -> dict[str, str]:
     for name, value in re.findall(r'name="([^"]+)"\r?\n(?:[^\r\n]+\r?\n)*\r?\n([^\r\n]*)', text_):
         fields.setdefault(name, value.strip())
     return fields
+
+
+def _page_number(request: Request) -> int:
+    """?page=N of /w/TOKEN: 1 without it; 404 for anything but one plain number from 1
+    (the issue's last page is checked against the issue)."""
+    values = request.query_params.getlist("page")
+    if not values:
+        return 1
+    if len(values) > 1 or not re.fullmatch(r"[1-9][0-9]{0,5}", values[0]):
+        raise HTTPException(404)
+    return int(values[0])
 
 
 def _one_click(body: bytes) -> bool:

@@ -11,13 +11,17 @@ from jinja2 import Environment
 
 from dispatch.masthead import BULLETIN
 from dispatch.render.selection import GENERAL_SCORE
-from dispatch.render.views import Digest
+from dispatch.render.views import ArticleView, Digest, IssueView
 from dispatch.track.links import Links
 
 ISSUE_TEMPLATE = "web_issue.html.j2"
 ARTICLE_TEMPLATE = "web_article.html.j2"
 ERROR_TEMPLATE = "web_error.html.j2"
 UNSUBSCRIBE_TEMPLATE = "web_unsubscribe.html.j2"
+
+# Articles in full on one page of /w/TOKEN: a real issue (a dozen articles) is one page
+# as it always was; an issue of thousands is read page by page, each page tens of KB.
+PAGE_ARTICLES = 30
 
 
 @dataclass(frozen=True)
@@ -54,14 +58,71 @@ def _recommended_ids(digest: Digest) -> frozenset[int]:
     return frozenset(a.id for a in digest.recommended if a.score > GENERAL_SCORE)
 
 
-def issue_page(env: Environment, digest: Digest, links: Links) -> str:
-    """The whole issue, every article in full, in the issue's own order."""
+Sections = tuple[tuple[str, tuple[ArticleView, ...]], ...]
+
+
+@dataclass(frozen=True)
+class IssuePage:
+    """One page of an issue: its articles (the issue's `first`th to `last`th, 1-based)
+    under their sections' headings, a section that began on an earlier page marked 续."""
+
+    number: int  # 1-based
+    count: int  # pages in the issue
+    total: int  # articles in the issue
+    first: int
+    last: int
+    sections: Sections
+
+    @property
+    def previous(self) -> int | None:
+        return self.number - 1 if self.number > 1 else None
+
+    @property
+    def next(self) -> int | None:
+        return self.number + 1 if self.number < self.count else None
+
+
+def page_count(articles: int) -> int:
+    """Pages of an issue of `articles` articles; an empty issue is still one page."""
+    return max(1, -(-articles // PAGE_ARTICLES))
+
+
+def issue_slice(issue: IssueView, number: int) -> IssuePage | None:
+    """Page `number` of the issue; None if it has no such page."""
+    total = sum(len(arts) for _, arts in issue.sections)
+    count = page_count(total)
+    if not 1 <= number <= count:
+        return None
+    start = (number - 1) * PAGE_ARTICLES
+    end = start + PAGE_ARTICLES
+    sections = []
+    seen = 0  # articles of the sections before this one
+    for title, arts in issue.sections:
+        here = arts[max(start - seen, 0):max(end - seen, 0)]
+        # A section without articles shows on the page where it falls (the last page
+        # takes those at the very end).
+        if here or (not arts and start <= seen and (seen < end or number == count)):
+            continued = seen < start
+            sections.append((f"{title}（续）" if continued else title, here))
+        seen += len(arts)
+    return IssuePage(number, count, total, start + 1, min(end, total), tuple(sections))
+
+
+def issue_page(env: Environment, digest: Digest, links: Links, number: int = 1) -> str | None:
+    """Page `number` of the issue, its articles in full, in the issue's own order; None
+    if the issue has no such page. An issue of one page is shown without a pager."""
+    page = issue_slice(digest.issue, number)
+    if page is None:
+        return None
     return env.get_template(ISSUE_TEMPLATE).render(
         issue=digest.issue,
         digest=digest,
         links=links,
-        page_title=_issue_title(digest),
+        page_title=_issue_title(digest) if page.count == 1
+        else f"{_issue_title(digest)}（第{page.number}页）",
         recommended_ids=_recommended_ids(digest),
+        sections=page.sections,
+        pager=page if page.count > 1 else None,
     )
 
 

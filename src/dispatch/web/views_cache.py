@@ -14,7 +14,9 @@ select which kept digest and page are shown. Nothing is built for a token that n
 delivery: the caller looks the token up first.
 
 Bounded: a handful of issues, a few dozen digests per issue, and rendered pages up to
-MAX_PAGE_BYTES in all (the whole issue of a large issue is several MB).
+MAX_PAGE_BYTES in all. A page of /w/TOKEN holds at most web.pages.PAGE_ARTICLES
+articles (tens of KB), each kept per (issue, kind of reader, page number): the pages
+readers actually open stay, the rest of a large issue's hundreds are rendered on demand.
 """
 
 from __future__ import annotations
@@ -203,14 +205,20 @@ class IssueViews:
             self.renders += 1
         return page
 
-    def issue_page(self, entry: IssueEntry, reader: ReaderView) -> TokenPage:
-        """/w/TOKEN for readers with these interests."""
+    def issue_page(self, entry: IssueEntry, reader: ReaderView, number: int = 1) -> TokenPage | None:
+        """/w/TOKEN?page=NUMBER for readers with these interests; None if the issue has
+        no such page (known before anything is built)."""
+        if not 1 <= number <= pages.page_count(len(entry.article_ids)):
+            return None
         digest = self.digest(entry, reader)
         links = entry.renderer.variant_links()
-        return self._page(
-            entry, ("issue", reader.follows_all, reader.industries),
-            lambda: pages.issue_page(self.env, digest, links),
-        )
+
+        def render() -> str:
+            html = pages.issue_page(self.env, digest, links, number)
+            assert html is not None  # the number is one of the issue's pages
+            return html
+
+        return self._page(entry, ("issue", reader.follows_all, reader.industries, number), render)
 
     def article_page(self, entry: IssueEntry, reader: ReaderView, article_id: int) -> TokenPage | None:
         """/w/TOKEN/a/ID; None if the article is not in the issue."""
