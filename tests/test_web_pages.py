@@ -504,7 +504,8 @@ def test_a_large_issue_is_read_page_by_page_every_article_once_in_order(site, bi
     # A page's article and vote links work as on a one-page issue.
     second = _article_ids(pages[2])[0]
     status, _, article = site.get(f"/w/{token}/a/{second}")
-    assert status == 200 and "本期全文" in article
+    assert status == 200 and f'href="{base}?page=2">本期全文' in article  # back to its page
+    assert f'href="{base}">本期全文' in site.get(f"/w/{token}/a/{ids[0]}")[2]
     vote = re.search(rf'href="{re.escape(site.base_url)}(/f/{token}/{second}/useful[^"]*)"', pages[2])
     assert vote is not None
     assert site.get(vote.group(1).replace("&amp;", "&"))[0] == 200

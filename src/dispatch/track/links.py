@@ -27,8 +27,9 @@ class Links:
         """The issue's n-th link (ArticleView.n); the web app redirects it to that article."""
         return self._url(f"/c/{self.token}/{n}")
 
-    def web_view(self) -> str:
-        return self._url(f"/w/{self.token}")
+    def web_view(self, page: int = 1) -> str:
+        """The issue on the web; `page` of a large one (dispatch.web.pages pages it)."""
+        return self._url(f"/w/{self.token}" + (f"?page={page}" if page > 1 else ""))
 
     def article(self, article_id: int) -> str:
         return self._url(f"/w/{self.token}/a/{article_id}")

@@ -141,6 +141,8 @@ def article_page(env: Environment, digest: Digest, links: Links, article_id: int
         previous=articles[index - 1] if index > 0 else None,
         next=articles[index + 1] if index + 1 < len(articles) else None,
         page_title=f"{article.title} - {_issue_title(digest)}",
+        # Back to the page of the issue that holds this article.
+        issue_url=links.web_view(index // PAGE_ARTICLES + 1),
     )
 
 
