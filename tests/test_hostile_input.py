@@ -357,3 +357,36 @@ def test_one_decoder_for_every_text_file():
     with pytest.raises(textfile.Undecodable) as caught:
         textfile.decode(bytes(range(256)) * 4)
     assert (caught.value.problem, caught.value.line) == ("binary", None)
+
+
+@pytest.mark.parametrize(("command", "name"), [
+    (("issues", "ingest"), "x.txt"), (("recipients", "import"), "x.csv"),
+    (("inbox", "classify"), "x.eml"),
+])
+def test_what_the_system_refuses_is_said_in_chinese(dispatch_sqlite, tmp_path, command, name):
+    """The operating system's own reason (strerror) is English: a path through a file
+    is refused with the Chinese words for it, and nothing English leaks."""
+    from cli_language import english_words
+
+    through_a_file = tmp_path / "名单" / name
+    (tmp_path / "名单").write_text("not a folder", encoding="utf-8")
+    r = dispatch_sqlite(*command, str(through_a_file))
+    assert r.exit_code == 1, r.stdout + r.stderr
+    # ingest looks before it reads: for it the file is simply not there.
+    assert "路径中有一段不是文件夹" in r.stderr or "文件不存在" in r.stderr, r.stderr
+    assert english_words(r.stderr.replace(str(through_a_file), "")) == [], r.stderr
+
+
+def test_a_catcher_on_a_port_in_use_says_so_in_chinese(dispatch_sqlite):
+    import socket
+
+    from cli_language import english_words
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = dispatch_sqlite("catcher", "--listen", f"127.0.0.1:{port}",
+                            "--dir", str(dispatch_sqlite.home / "mail"))
+    assert r.exit_code == 1 and "端口已被占用" in r.stderr, r.stderr
+    assert english_words(r.stderr) == [], r.stderr

@@ -17,7 +17,7 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from dispatch.errors import Refused
+from dispatch.errors import Refused, os_reason
 from dispatch.net import is_loopback
 
 log = logging.getLogger(__name__)
@@ -60,13 +60,13 @@ def start(host: str, port: int, folder: Path) -> tuple[Controller, SaveToFolder]
     try:
         handler = SaveToFolder(folder)
     except OSError as exc:
-        raise Refused(f"邮件收集器：建不了存信的文件夹 {folder}（{exc.strerror or exc}）") from exc
+        raise Refused(f"邮件收集器：建不了存信的文件夹 {folder}（{os_reason(exc)}）") from exc
     controller = Controller(handler, hostname=host, port=port, data_size_limit=50 * 2**20)
     try:
         controller.start()
     except OSError as exc:
         raise Refused(
-            f"邮件收集器：在 {host}:{port} 上监听不了（{exc.strerror or exc}）；"
+            f"邮件收集器：在 {host}:{port} 上监听不了（{os_reason(exc)}）；"
             "是不是已经有一个在运行？"
         ) from exc
     return controller, handler

@@ -15,7 +15,7 @@ from sqlalchemy.exc import ArgumentError
 
 from dispatch import defaults
 from dispatch.config import Config
-from dispatch.errors import Refused
+from dispatch.errors import Refused, os_reason
 
 VAR = "var"
 
@@ -54,7 +54,7 @@ def init(folder: Path, *, force: bool = False) -> Made:
             target.write_bytes(resource.read_bytes())
         (folder / VAR).mkdir(exist_ok=True)
     except OSError as exc:
-        raise Refused(f"{exc.filename or folder}：无法写入（{exc.strerror}）") from None
+        raise Refused(f"{exc.filename or folder}：无法写入（{os_reason(exc)}）") from None
     return Made(folder, [rel for rel, _ in items], existing)
 
 

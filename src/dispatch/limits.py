@@ -15,6 +15,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from dispatch.errors import os_reason
+
 MB = 1024 * 1024
 
 # Whole files, checked before parsing. Decoded text takes up to four bytes a character
@@ -110,7 +112,7 @@ def read_capped(path: Path | str, cap: int, what: str) -> bytes:
     except IsADirectoryError:
         raise FileRefused("这是一个文件夹，不是文件") from None
     except OSError as e:
-        raise FileRefused(f"无法读取文件：{e.strerror or e}") from None
+        raise FileRefused(f"无法读取文件：{os_reason(e)}") from None
     if len(data) > cap:
         raise FileRefused(too_large(len(data), cap, what))
     return data

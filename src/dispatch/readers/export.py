@@ -9,13 +9,12 @@ import takes it off), and every .xlsx cell is written as text.
 from __future__ import annotations
 
 import csv
-import errno
 import io
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, cast
 
-from dispatch.errors import Refused
+from dispatch.errors import Refused, os_reason
 from dispatch.industries import describe
 from dispatch.readers import COLUMNS, channel_words, neutralise, status_word
 
@@ -101,21 +100,3 @@ def export(states: Iterable[ReaderState], path: Path) -> None:
             write_xlsx(states, path)
     except OSError as exc:
         raise Refused(f"{path}：无法写入（{os_reason(exc)}）") from exc
-
-
-_OS_REASONS = {
-    errno.EACCES: "没有写入权限",
-    errno.EPERM: "没有写入权限",
-    errno.ENOENT: "所在的文件夹不存在",
-    errno.ENOTDIR: "路径中有一段不是文件夹",
-    errno.ENOSPC: "磁盘已满",
-    errno.EDQUOT: "超出磁盘配额",
-    errno.EROFS: "磁盘是只读的",
-    errno.EISDIR: "这是一个文件夹",
-    errno.ENAMETOOLONG: "文件名过长",
-}
-
-
-def os_reason(exc: OSError) -> str:
-    """Why the system refused, in Chinese (its own message is English)."""
-    return _OS_REASONS.get(exc.errno or 0, f"系统错误，错误号 {exc.errno}")

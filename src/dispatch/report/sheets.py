@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from dispatch.errors import Refused
+from dispatch.errors import Refused, os_reason
 from dispatch.readers import neutralise
-from dispatch.readers.export import FORMATS, os_reason, write_csv
+from dispatch.readers.export import FORMATS, write_csv
 
 if TYPE_CHECKING:
     from openpyxl.worksheet.worksheet import Worksheet

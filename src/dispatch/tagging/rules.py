@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dispatch.errors import Refused
+from dispatch.errors import Refused, os_reason
 from dispatch.industries import CODES, name_of
 
 # Every [settings] key, with the kind of value it takes. All are required, so that
@@ -139,7 +139,7 @@ def load_rules(path: str | Path) -> Rules:
     except FileNotFoundError:
         raise RulesError(file, None, "规则文件不存在") from None
     except OSError as e:
-        raise RulesError(file, None, f"无法读取规则文件（{e.strerror}）") from None
+        raise RulesError(file, None, f"无法读取规则文件（{os_reason(e)}）") from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
