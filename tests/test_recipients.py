@@ -553,3 +553,31 @@ def test_validate_is_pure_and_reports_header_row_numbers():
     record, errors = build_record({"name": "丙", "email": "", "industries": "it"}, file="cli",
                                   row=None, need_identity=False)
     assert errors == [] and record.email == "" and record.industries == ("it",)
+
+
+def test_the_same_change_made_twice_at_once_is_made_and_logged_once(sessions):
+    """Two requests that both read the reader as active (two one-click unsubscribes, a
+    page and an unsubscribe mail) and both unsubscribe: one change, one log row."""
+    from sqlalchemy import select
+
+    from dispatch.db.models import ReaderChange
+    from dispatch.readers.apply import set_status
+
+    with transaction(sessions) as s:
+        s.add(Reader(name="王建国", email="wang@example.gov.cn"))
+    first, second = sessions(), sessions()
+    try:
+        a = first.scalar(select(Reader))
+        b = second.scalar(select(Reader))
+        assert a.status == b.status == "active"
+        assert set_status(first, a, "unsubscribed", source="one-click") is True
+        first.commit()
+        assert set_status(second, b, "unsubscribed", source="mail") is False
+        second.commit()
+    finally:
+        first.close()
+        second.close()
+    with sessions() as s:
+        changes = s.execute(select(ReaderChange.source, ReaderChange.old, ReaderChange.new)).all()
+        assert [tuple(c) for c in changes] == [("one-click", "active", "unsubscribed")]
+        assert s.scalar(select(Reader.status)) == "unsubscribed"

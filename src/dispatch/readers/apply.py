@@ -18,10 +18,11 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from dispatch.clock import utcnow
 from dispatch.db.models import Reader, ReaderChange, ReaderChannel, ReaderIndustry
-from dispatch.db.session import is_postgres, transaction
+from dispatch.db.session import is_postgres, rowcount, transaction
 from dispatch.errors import Refused
 from dispatch.readers import (
     CHANNEL_ORDER,
@@ -679,11 +680,24 @@ class RecordRefused(Refused):
 
 
 def set_status(session: Session, reader: Reader, status: str, *, source: str = "staff") -> bool:
-    """Change a reader's status, kept in the change log with its source; True if it changed."""
-    if reader.status == status:
+    """Change a reader's status, kept in the change log with its source; True if it changed.
+
+    The change is one conditional UPDATE: of two processes making the same change at once
+    (two one-click unsubscribes, a page and an unsubscribe mail) only the first changes
+    the row and logs it; the second finds it done."""
+    old = reader.status
+    if old == status:
         return False
-    log_change(session, reader.id, "status", reader.status, status, source=source)
-    reader.status = status
+    changed = rowcount(session.execute(
+        update(Reader)
+        .where(Reader.id == reader.id, Reader.status != status)
+        .values(status=status, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ))
+    set_committed_value(reader, "status", status)
+    if not changed:
+        return False
+    log_change(session, reader.id, "status", old, status, source=source)
     session.flush()
     log.info("reader %s status %s (%s)", reader.id, status, source)
     return True
