@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import http.client
 import re
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,8 +13,8 @@ from datetime import datetime, timedelta
 from urllib.parse import urlencode, urlsplit
 
 import pytest
-import uvicorn
 from conftest import REPO
+from served import listening_socket, serve
 from sqlalchemy import select
 
 from dispatch import clock
@@ -94,9 +92,7 @@ class Site:
 
 @pytest.fixture
 def site(db_url) -> Iterator[Site]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = listening_socket()
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     config = Config(base_dir=REPO)
     config.database.url = db_url
@@ -116,19 +112,10 @@ def site(db_url) -> Iterator[Site]:
         s.add_all([Delivery(issue_id=issue.id, reader_id=wang.id, channel="email", token=token),
                    Delivery(issue_id=issue.id, reader_id=li.id, channel="email", token=token_b)])
         ids = wang.id, li.id
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
     try:
-        yield Site(base_url, runtime, token, token_b, *ids)
+        with serve(create_app(runtime), sock):
+            yield Site(base_url, runtime, token, token_b, *ids)
     finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
         runtime.engine.dispose()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,8 +13,8 @@ from html import unescape
 from urllib.parse import urlencode, urlsplit
 
 import pytest
-import uvicorn
 from conftest import REPO, SAMPLE_ISSUE
+from served import listening_socket, serve
 from sqlalchemy import select, text
 
 from dispatch import editorial
@@ -105,9 +104,7 @@ def _deliver(session, issue_id: int, reader: Reader) -> str:
 
 @pytest.fixture
 def site(db_url) -> Iterator[Site]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = listening_socket()
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     config = Config(base_dir=REPO)
     config.database.url = db_url
@@ -121,19 +118,10 @@ def site(db_url) -> Iterator[Site]:
         articles = {a.title: a.id for a in issue.articles if a.kind == "article"}
         note_id = next(a.id for a in issue.articles if a.kind == "note")
         issue_id, other_article = issue.id, other.articles[-1].id
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
     try:
-        yield Site(base_url, runtime, issue_id, token, other_token, articles, note_id, other_article)
+        with serve(create_app(runtime), sock):
+            yield Site(base_url, runtime, issue_id, token, other_token, articles, note_id, other_article)
     finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
         runtime.engine.dispose()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 import uvicorn
 from conftest import REPO, SAMPLE_ISSUE
+from served import listening_socket, serve
 from smtp_servers import free_port
 from sqlalchemy import select
 
@@ -89,9 +89,7 @@ def _deliver(session, issue_id: int, reader: Reader) -> str:
 
 @pytest.fixture
 def site(db_url) -> Iterator[Site]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = listening_socket()
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
 
     config = Config(base_dir=REPO)
@@ -113,20 +111,11 @@ def site(db_url) -> Iterator[Site]:
     health.part("scheduler", max_silence=90)
     health.part("worker")
     app = create_app(runtime, on_event=events.append, health=health)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
     try:
-        yield Site(base_url, runtime, events, issue_id, token, token_all, other_article,
-                   health, now, app.state.pages.views)
+        with serve(app, sock):
+            yield Site(base_url, runtime, events, issue_id, token, token_all, other_article,
+                       health, now, app.state.pages.views)
     finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
         runtime.engine.dispose()
 
 

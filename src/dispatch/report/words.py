@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from dispatch.industries import SEPARATORS as LIST_SEPARATORS
+
 # The stored kind → what staff read (and type).
 KIND_WORDS: dict[str, str] = {
     "useful": "有用",
@@ -22,7 +24,6 @@ KIND_GROUPS: dict[str, tuple[str, ...]] = {
     "留言和回复": ("comment", "reply"),
 }
 WEB = "网页"  # feedback left on a reader page
-SEPARATORS = ("、", "，", ",", ";", "；", " ")
 
 
 def kind_word(kind: str) -> str:
@@ -41,9 +42,7 @@ def channel_word(channel: str) -> str:
 def parse_kinds(text: str) -> tuple[str, ...]:
     """'留言、回复' or 'reply' or '投票' → stored kinds, in KIND_WORDS' order.
     Raises ValueError naming each word that is no kind."""
-    words = [text]
-    for sep in SEPARATORS:
-        words = [part for w in words for part in w.split(sep)]
+    words = LIST_SEPARATORS.split(text)
     by_word = {**{w: (k,) for k, w in KIND_WORDS.items()}, **{k: (k,) for k in KIND_WORDS},
                **KIND_GROUPS}
     wanted: set[str] = set()
