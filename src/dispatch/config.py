@@ -99,7 +99,13 @@ class WecomConfig:
     corp_id: str = ""
     agent_id: int = 0
     api_base_url: str = "https://qyapi.weixin.qq.com"
-    message_type: str = "news"  # news | textcard | markdown
+    message_type: str = "news"  # news | textcard | markdown | template_card
+    # Calls to message/send per minute, across the process (0: no cap).
+    rate_per_minute: int = 600
+    timeout_seconds: float = 10.0
+    # Minutes of the hour no message is sent in: WeChat Work's documentation warns of
+    # congestion on the hour and the half hour.
+    quiet_minutes: list[int] = field(default_factory=lambda: [0, 30])
 
 
 @dataclass
@@ -223,6 +229,15 @@ def _coerce(value: Any, typ: type, where: str) -> Any:
                 pass
     elif typ is str and isinstance(value, str):
         return value
+    elif typ is _IntList:
+        # A TOML array of integers, or "0,30" from the environment.
+        items = value.split(",") if isinstance(value, str) else value
+        if isinstance(items, list):
+            try:
+                return [_coerce(v.strip() if isinstance(v, str) else v, int, where) for v in items
+                        if not isinstance(v, str) or v.strip()]
+            except Refused:
+                pass
     elif typ is list:
         # A TOML array of strings, or a comma-separated string from the environment.
         if isinstance(value, str):
@@ -232,8 +247,14 @@ def _coerce(value: Any, typ: type, where: str) -> Any:
     raise Refused(f"{where}：应为{_TYPE_WORDS[typ]}，实际是 {value!r}")
 
 
-_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list}
-_TYPE_WORDS = {str: "文字", int: "整数", float: "数字", bool: "true 或 false", list: "文字列表"}
+class _IntList(list[int]):
+    """The type word of a list[int] key (the field's annotation is a string here)."""
+
+
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list,
+          "list[int]": _IntList}
+_TYPE_WORDS = {str: "文字", int: "整数", float: "数字", bool: "true 或 false", list: "文字列表",
+               _IntList: "整数列表"}
 
 
 def _apply(section: str, values: Mapping[str, Any], cfg: Config, where: str) -> None:
@@ -276,7 +297,7 @@ def _refuse_url_passwords(section: str, values: Mapping[str, Any], where: str) -
 CHOICES = {
     ("smtp", "security"): SECURITY_MODES,
     ("imap", "security"): SECURITY_MODES,
-    ("wecom", "message_type"): ("news", "textcard", "markdown"),
+    ("wecom", "message_type"): ("news", "textcard", "markdown", "template_card"),
 }
 
 SECTIONS = (

@@ -400,3 +400,26 @@ class SiteKey(Base):
     name: Mapped[str] = mapped_column(String(50), primary_key=True)
     value: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class WecomToken(Base):
+    """WeChat Work's access token, shared by every worker and process on the database.
+
+    Keyed by corp and agent, never by the secret (which is kept out of the database)."""
+
+    __tablename__ = "wecom_tokens"
+
+    app: Mapped[str] = mapped_column(String(100), primary_key=True)  # "<corp_id>:<agent_id>"
+    access_token: Mapped[str] = mapped_column(String(1000))
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    fetched_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class WecomInbound(Base):
+    """Each message or event the WeChat Work callback accepted, once: WeChat Work retries
+    a callback it had no answer to in 5 s, and a replayed request must store nothing new."""
+
+    __tablename__ = "wecom_inbound"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)  # "msg:<MsgId>", "event:…"
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
