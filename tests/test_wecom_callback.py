@@ -4,11 +4,13 @@ not wechatpy), and what staff then see in `dispatch feedback list` and `dispatch
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
@@ -22,6 +24,8 @@ from wecom_crypto import Encryptor, new_aes_key
 from dispatch.clock import utcnow
 from dispatch.config import load
 from dispatch.db.models import Delivery, Feedback, Reader, ReaderChange, WecomInbound
+from dispatch.db.session import transaction
+from dispatch.feedback.wecom_inbound import CONFIRM_WINDOW, Place, parse, store
 from dispatch.runtime import Runtime
 from dispatch.web.app import create_app
 
@@ -61,22 +65,25 @@ class World:
 
     def post(self, xml: str, *, timestamp: int | None = None, corp: str | None = None,
              to_user: str | None = None, signature: str | None = None,
-             body: bytes | None = None) -> Answer:
+             body: bytes | None = None, cipher: str | None = None) -> Answer:
+        """`xml` as WeChat Work sends it; or, signed as it should be, another `cipher`."""
         ts = str(timestamp if timestamp is not None else int(time.time()))
         nonce = "1372623149"
-        cipher = self.enc.encrypt(xml.encode("utf-8"), corp)
+        cipher = cipher or self.enc.encrypt(xml.encode("utf-8"), corp)
         query = urlencode({"msg_signature": signature or self.enc.signature(ts, nonce, cipher),
                            "timestamp": ts, "nonce": nonce})
         data = body if body is not None else self.enc.body(cipher, to_user)
         return request(self.base, "POST", f"{PATH}?{query}", data, {"Content-Type": "text/xml"})
 
+    def text_xml(self, userid: str, content: str, msg_id: int | None = None) -> str:
+        return (f"<xml><ToUserName><![CDATA[{CORP}]]></ToUserName>"
+                f"<FromUserName><![CDATA[{userid}]]></FromUserName>"
+                f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+                f"<Content><![CDATA[{content}]]></Content><MsgId>{msg_id or next(self.msg_ids)}</MsgId>"
+                f"<AgentID>1000002</AgentID></xml>")
+
     def text(self, userid: str, content: str, msg_id: int | None = None) -> tuple[str, Answer]:
-        msg_id = msg_id or next(self.msg_ids)
-        xml = (f"<xml><ToUserName><![CDATA[{CORP}]]></ToUserName>"
-               f"<FromUserName><![CDATA[{userid}]]></FromUserName>"
-               f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
-               f"<Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId>"
-               f"<AgentID>1000002</AgentID></xml>")
+        xml = self.text_xml(userid, content, msg_id)
         return xml, self.post(xml)
 
     def card_press(self, userid: str, task_id: str, key: str) -> Answer:
@@ -174,8 +181,11 @@ def test_refused_requests_store_nothing(world):
     assert world.post(xml, timestamp=int(time.time()) + 301).status == 403
     doctype = b'<!DOCTYPE xml [<!ENTITY e "x">]><xml><Encrypt>&e;</Encrypt></xml>'
     assert world.post(xml, body=doctype).status == 400
-    assert world.post(xml, body=b"<xml><Encrypt>not base64 at all!</Encrypt></xml>").status == 403
-    assert world.post(xml, body=b"<xml><Encrypt>QUJD</Encrypt></xml>").status == 403  # bad length
+    # Signed right, but no ciphertext of ours: bad base64, a length AES refuses, garbage
+    # that decrypts to nonsense (padding, length, corp id): refused, never a 500.
+    for cipher in ("not base64 at all!", "QUJD", base64.b64encode(bytes(range(64))).decode()):
+        assert world.post(xml, cipher=cipher).status == 403
+    assert world.post(xml, body=b"<xml><Encrypt>QUJD</Encrypt></xml>").status == 403  # signature
     assert world.post(xml, body=b"<xml>" + b"x" * 70_000 + b"</xml>").status == 413
     assert world.counts() == before
 
@@ -235,6 +245,18 @@ def test_confirmation_without_a_request_changes_nothing(world):
     world.text("WangJianGuo", "确认退订")
     [(_, reply)] = world.replies.wait_for(sent + 1)[sent:]
     assert "没有找到" in reply and world.counts()[2] == changes
+
+
+def test_confirmation_counts_within_thirty_minutes_only(world):
+    """The window, with the clock moved on (store() is what the callback calls)."""
+    world.text("WuHaiTao", "退订")
+    confirm = parse(world.text_xml("WuHaiTao", "确认退订").encode())
+    place = Place(world.runtime.config.web.base_url, "example.gov.cn")
+    with transaction(world.runtime.sessions) as s:
+        later = utcnow() + CONFIRM_WINDOW + timedelta(minutes=1)
+        assert store(s, confirm, place, now=later).outcome == "no_pending"
+    with world.runtime.sessions() as s:
+        assert "wecom" in s.scalar(select(Reader).where(Reader.name == "吴海涛")).channels
 
 
 def test_unknown_events_are_accepted_and_ignored(world):
