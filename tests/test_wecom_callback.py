@@ -25,8 +25,10 @@ from dispatch.clock import utcnow
 from dispatch.config import load
 from dispatch.db.models import Delivery, Feedback, Reader, ReaderChange, WecomInbound
 from dispatch.db.session import transaction
+from dispatch.errors import Refused
 from dispatch.feedback.wecom_inbound import CONFIRM_WINDOW, Place, parse, store
 from dispatch.runtime import Runtime
+from dispatch.web import wecom_callback
 from dispatch.web.app import create_app
 
 CORP = "ww1234567890abcdef"
@@ -278,3 +280,14 @@ def test_absent_unless_configured(tmp_path):
             assert request(base, "POST", PATH, b"<xml/>").status == 404
     finally:
         runtime.engine.dispose()
+
+
+@pytest.mark.parametrize("bad", ["short", "!" * 43, new_aes_key()[:-1] + "="])
+def test_a_key_that_is_no_encoding_aes_key_is_refused_by_name(tmp_path, bad):
+    dispatch = Dispatch(tmp_path, f"sqlite:///{tmp_path / 'd.db'}")
+    with dispatch.config.open("a", encoding="utf-8") as f:
+        f.write(f'[wecom]\nenabled = true\ncorp_id = "{CORP}"\n')
+    env = {"DISPATCH_WECOM_TOKEN": TOKEN, "DISPATCH_WECOM_AES_KEY": bad}
+    with pytest.raises(Refused) as refused:
+        wecom_callback.routes(Runtime(load(dispatch.config, env)))
+    assert "DISPATCH_WECOM_AES_KEY" in str(refused.value) and bad not in str(refused.value)

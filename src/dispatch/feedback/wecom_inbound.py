@@ -110,9 +110,6 @@ def text_of(root: Element, tag: str) -> str:
     return (node.text or "").strip() if node is not None else ""
 
 
-
-
-
 def parse(xml: bytes) -> Inbound:
     """The decrypted XML of a message or event; raises NotAMessage."""
     root = safe_xml(xml)
