@@ -125,7 +125,8 @@ def test_json_keys_are_stable(dispatch_sqlite):
                      "opened_human", "opened_machine_only", "open_rate", "clicks", "clicked",
                      "web_reads", "web_readers"}
     assert set(data) == {"issue", "as_of", "readers", "totals", "channels", "articles",
-                         "industries", "feedback"}
+                         "industries", "feedback", "issue_votes"}
+    assert data["issue_votes"] == {"useful": 0, "not_useful": 0}  # WeChat Work's card buttons
     assert set(data["issue"]) == {"id", "title", "number", "status", "publish_at",
                                   "first_sent_at", "last_sent_at"}
     assert set(data["totals"]) == delivery_keys

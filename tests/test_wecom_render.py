@@ -17,6 +17,16 @@ from dispatch.render.wecom import (
     DESCRIPTION_MAX_BYTES,
     MARKDOWN_MAX_BYTES,
     NEWS_MAX_ARTICLES,
+    TC_BUTTON_MAX_ITEMS,
+    TC_HORIZONTAL_MAX_ITEMS,
+    TC_JUMP_MAX_ITEMS,
+    TC_JUMP_TITLE_MAX_CHARS,
+    TC_KEYNAME_MAX_CHARS,
+    TC_MAIN_DESC_MAX_CHARS,
+    TC_MAIN_TITLE_MAX_CHARS,
+    TC_SUB_TITLE_MAX_CHARS,
+    TC_TASK_ID_MAX_BYTES,
+    TC_VALUE_MAX_CHARS,
     TITLE_MAX_BYTES,
     fit,
     md_escape,
@@ -334,11 +344,70 @@ def test_textcard_escapes_html_in_greeting():
     assert "&lt;b&gt;王&lt;/b&gt; &amp; 李" in card["description"]
 
 
+def test_markdown_offers_votes_under_recommended_while_room_is_left():
+    digest = reader_digest(make_issue(4), [2, 1])
+    content = body_of(digest, "markdown")["markdown"]["content"]
+    for a in digest.recommended:  # the email's vote links, under the title
+        useful, not_useful = LINKS.vote(a.id, "useful"), LINKS.vote(a.id, "not_useful")
+        assert f"[有用]({useful})　[没用]({not_useful})" in content
+        assert content.index(LINKS.click(a.n)) < content.index(useful)
+    for a in digest.others:
+        assert f"/f/{TOKEN}/{a.id}/" not in content
+    # A long issue: titles come first; votes only where they fit, never a cut link.
+    crowded = body_of(reader_digest(make_issue(30), list(range(30))), "markdown")["markdown"]["content"]
+    assert nbytes(crowded) <= MARKDOWN_MAX_BYTES
+    assert crowded.count("[有用](") == crowded.count("[没用](")
+
+
+# ---------------------------------------------------------------------------------------
+# template_card
+
+
+def test_template_card_limits():
+    for digest in (reader_digest(make_issue(30), list(range(30))), whole_digest(make_issue(3)),
+                   reader_digest(make_issue(12), [])):
+        card = body_of(digest, "template_card", greeting="尊" * 200)["template_card"]
+        assert card["card_type"] == "button_interaction"
+        assert len(card["main_title"]["title"]) <= TC_MAIN_TITLE_MAX_CHARS
+        assert len(card["main_title"]["desc"]) <= TC_MAIN_DESC_MAX_CHARS
+        assert len(card["sub_title_text"]) <= TC_SUB_TITLE_MAX_CHARS
+        assert 1 <= len(card["horizontal_content_list"]) <= TC_HORIZONTAL_MAX_ITEMS
+        for item in card["horizontal_content_list"]:
+            assert len(item["keyname"]) <= TC_KEYNAME_MAX_CHARS
+            assert len(item["value"]) <= TC_VALUE_MAX_CHARS
+            assert item["type"] == 1 and item["url"].startswith(f"{BASE}/c/{TOKEN}/")
+        assert len(card["jump_list"]) <= TC_JUMP_MAX_ITEMS
+        assert all(len(j["title"]) <= TC_JUMP_TITLE_MAX_CHARS for j in card["jump_list"])
+        assert len(card["button_list"]) <= TC_BUTTON_MAX_ITEMS
+        # The task id is the delivery's token: the documented charset, ≤ 128 bytes.
+        assert card["task_id"] == TOKEN
+        assert re.fullmatch(r"[0-9A-Za-z_\-@]+", card["task_id"]) and nbytes(TOKEN) <= TC_TASK_ID_MAX_BYTES
+        for marker in slots.SLOTS:
+            assert marker not in to_json(card)
+
+
+def test_template_card_content():
+    digest = reader_digest(make_issue(12), [6, 1, 7])
+    card = body_of(digest, "template_card")["template_card"]
+    assert card["main_title"] == {"title": "《许昌竞争情报快递》2024年第3期",
+                                  "desc": "2024年5月10日 · 您关注：新材料、生物医药"}
+    assert card["sub_title_text"].startswith("张局长，您好！ 为您推荐 3 篇，本期共 12 篇")
+    items = card["horizontal_content_list"]
+    assert [i["url"] for i in items] == [LINKS.click(a.n) for a in digest.recommended]
+    assert [i["keyname"] for i in items] == ["推荐1", "推荐2", "推荐3"]
+    assert_cut_of(items[1]["value"], digest.recommended[1].title, 3 * TC_VALUE_MAX_CHARS)
+    assert [(j["title"], j["url"]) for j in card["jump_list"]] == [
+        ("阅读本期全文", LINKS.web_view()), ("调整关注", LINKS.preferences())]
+    assert card["card_action"] == {"type": 1, "url": LINKS.web_view()}
+    assert [(b["text"], b["key"], b["type"]) for b in card["button_list"]] == [
+        ("有用", "useful", 0), ("没用", "not_useful", 0)]
+
+
 # ---------------------------------------------------------------------------------------
 # The body and the per-reader fill
 
 
-@pytest.mark.parametrize("msgtype", ["news", "markdown", "textcard"])
+@pytest.mark.parametrize("msgtype", ["news", "markdown", "textcard", "template_card"])
 def test_body_fields(msgtype):
     body = body_of(reader_digest(make_issue(4), [1]), msgtype)
     assert body["touser"] == USER
@@ -353,7 +422,7 @@ def test_body_fields(msgtype):
     assert list(body)[0] == "touser"
 
 
-@pytest.mark.parametrize("msgtype", ["news", "markdown", "textcard"])
+@pytest.mark.parametrize("msgtype", ["news", "markdown", "textcard", "template_card"])
 def test_fill_json_is_the_canonical_form(msgtype):
     digest = reader_digest(make_issue(9), [4, 2])
     variant = render_variant(digest, Links(BASE, "reply.example.cn", slots.TOKEN), msgtype=msgtype, agentid=AGENT)

@@ -118,7 +118,7 @@ def _content(i: Item) -> str:
     if i.article_title:
         parts.append(f"《{i.article_title}》")
     if i.issue_id is not None and not i.article_title:
-        parts.append(f"期刊 {i.issue_id}")
+        parts.append(f"期刊 {i.issue_id}{i.article_words}")
     text = " ".join(i.text.split())
     if len(text) > PREVIEW:
         text = text[:PREVIEW] + "…"

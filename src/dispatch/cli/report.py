@@ -96,6 +96,9 @@ def _print(out: Console, f: IssueFigures) -> None:
     out.print()
     out.print(_articles(f))
     out.print("点击、阅读：点过链接、读过文章网页的份数，同一份多次只算一次。")
+    if any(f.issue_votes.values()):
+        out.print(f"对整期（企业微信卡片按钮）：有用 {f.issue_votes['useful']}、"
+                  f"没用 {f.issue_votes['not_useful']}")
     out.print()
     _print_industries(out, f)
     out.print()

@@ -1,19 +1,34 @@
 """A reader's digest as a WeChat Work (企业微信) application message. Pure.
 
-The result is exactly the JSON body of ``POST /cgi-bin/message/send``, in one of three
+The result is exactly the JSON body of ``POST /cgi-bin/message/send``, in one of four
 forms (``[wecom] message_type``):
 
 - ``news``: up to 8 linked articles, most relevant to the reader first; each opens the
   article through the click redirect (``/c/TOKEN/N``) so the click is recorded;
 - ``markdown``: WeChat Work's markdown subset (headings, bold, links, ``<font color>``),
   the recommended titles with short leads, ending with a link to the whole issue;
-- ``textcard``: one card (title, a short list of titles, one button to the web view).
+- ``textcard``: one card (title, a short list of titles, one button to the web view);
+- ``template_card``: a ``button_interaction`` card: the masthead, the date, the greeting,
+  up to 6 recommended titles (each through the click redirect), links to the whole issue
+  and to 调整关注, and the buttons 有用 / 没用. ``task_id`` is the delivery's token, so
+  a press comes back on the callback (``template_card_event``: TaskId, EventKey
+  ``useful`` / ``not_useful``) as the reader's vote on the issue
+  (dispatch.feedback.wecom_inbound).
+
+有用 / 没用: the template card has the buttons; the markdown form puts the same vote links
+as the email (``Links.vote``: ``/f/TOKEN/ID/VALUE``) under the recommended articles while
+room is left in its 2048 bytes; news and textcard lead to the web view, whose article
+pages carry the vote links under each article.
 
 Limits (developer.work.weixin.qq.com/document/path/90236, 发送应用消息): news 1–8
 articles, title ≤ 128 bytes, description ≤ 512 bytes, url ≤ 2048 bytes; markdown
 content ≤ 2048 bytes UTF-8; textcard title ≤ 128 bytes, description ≤ 512 bytes,
-btntxt ≤ 4 characters. The server cuts silently past them, at any byte, so we cut
-first, at a character boundary (``truncate_utf8``).
+btntxt ≤ 4 characters. template_card (按钮交互型): task_id ≤ 128 bytes of digits,
+letters and ``_-@``; horizontal_content_list ≤ 6 items, jump_list ≤ 3, button_list ≤ 6;
+button key ≤ 1024 bytes; and suggested lengths in characters (main_title.title 36,
+main_title.desc 44, sub_title_text 160, keyname 5, value 30, jump title 13, button text
+10), which we keep as limits. The server cuts silently past them, at any byte, so we cut
+first, at a character boundary (``truncate_utf8``, ``truncate_chars``).
 
 Work is split like the email: ``render_variant`` lays a variant out once, with the
 slot markers of ``dispatch.render.slots`` where the token and greeting go, and keeps it
@@ -28,6 +43,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,13 +52,14 @@ from typing import NotRequired, TypedDict
 from dispatch.masthead import BULLETIN
 from dispatch.render import slots
 from dispatch.render.views import ArticleView, Digest, IssueView
-from dispatch.track.links import Links
+from dispatch.track.links import VOTES, Links
 from dispatch.track.tokens import TOKEN_LENGTH, is_token
 
 NEWS = "news"
 MARKDOWN = "markdown"
 TEXTCARD = "textcard"
-MSGTYPES = (NEWS, MARKDOWN, TEXTCARD)
+TEMPLATE_CARD = "template_card"
+MSGTYPES = (NEWS, MARKDOWN, TEXTCARD, TEMPLATE_CARD)
 
 # The API's limits (message/send).
 NEWS_MAX_ARTICLES = 8
@@ -51,6 +68,21 @@ DESCRIPTION_MAX_BYTES = 512
 URL_MAX_BYTES = 2048
 MARKDOWN_MAX_BYTES = 2048
 BTNTXT_MAX_CHARS = 4
+# template_card, button_interaction (characters where the documentation counts 字).
+TC_CARD_TYPE = "button_interaction"
+TC_TASK_ID_MAX_BYTES = 128
+TC_TASK_ID_CHARS = re.compile(r"[0-9A-Za-z_\-@]+")
+TC_MAIN_TITLE_MAX_CHARS = 36
+TC_MAIN_DESC_MAX_CHARS = 44
+TC_SUB_TITLE_MAX_CHARS = 160
+TC_HORIZONTAL_MAX_ITEMS = 6
+TC_KEYNAME_MAX_CHARS = 5
+TC_VALUE_MAX_CHARS = 30
+TC_JUMP_MAX_ITEMS = 3
+TC_JUMP_TITLE_MAX_CHARS = 13
+TC_BUTTON_MAX_ITEMS = 6
+TC_BUTTON_TEXT_MAX_CHARS = 10
+TC_BUTTON_KEY_MAX_BYTES = 1024
 
 # Our choices within them.
 GREETING_MAX_BYTES = 60  # 20 hanzi: 尊敬的某某某副局长，您好！ is 13
@@ -59,6 +91,8 @@ MD_LEAD_MAX_BYTES = 180  # ~60 hanzi under a recommended title
 MD_LEAD_MIN_BYTES = 45  # a shorter lead is not worth its line
 CARD_TITLE_MAX_BYTES = 84  # one title in the textcard's list (28 hanzi)
 BTNTXT = "阅读全文"
+# The card's buttons: EventKey is the vote as Feedback.kind stores it (track.links.VOTES).
+VOTE_BUTTONS = (("useful", "有用", 1), ("not_useful", "没用", 2))  # key, text, style
 
 # A re-send of the same delivery (a crash after the call, before the outcome was
 # recorded) is byte-identical JSON: same touser, token, content. With the check on,
@@ -147,11 +181,29 @@ def fit(text: str, max_bytes: int, escape: Callable[[str], str] = lambda s: s) -
     return out
 
 
+def truncate_chars(text: str, max_chars: int, ellipsis: str = ELLIPSIS) -> str:
+    """`truncate_utf8`'s rule for a limit in characters (the template card's 字)."""
+    if len(text) <= max_chars:
+        return text
+    kept = _clean_cut(text, max(max_chars - len(ellipsis), 0))
+    return text[:kept].rstrip(" \t\r\n，、；：,;:") + ellipsis
+
+
 def _filled_bytes(text: str, greeting_reserve: int = 0) -> int:
     """UTF-8 length of `text` once a reader is filled in: the one place that knows how
     much longer a slot gets, so no limit can be checked on the marker's length."""
     return (
         utf8_len(text)
+        + text.count(slots.TOKEN) * (TOKEN_LENGTH - len(slots.TOKEN))
+        + text.count(slots.GREETING) * (greeting_reserve - len(slots.GREETING))
+    )
+
+
+def _filled_chars(text: str, greeting_reserve: int = 0) -> int:
+    """`_filled_bytes` in characters: a greeting of `greeting_reserve` bytes has at most as
+    many characters."""
+    return (
+        len(text)
         + text.count(slots.TOKEN) * (TOKEN_LENGTH - len(slots.TOKEN))
         + text.count(slots.GREETING) * (greeting_reserve - len(slots.GREETING))
     )
@@ -263,6 +315,7 @@ def _news(digest: Digest, links: Links) -> NewsBody:
 _MD_GREETING = "{}\n"
 _MD_LEAD = '<font color="comment">{}</font>\n'
 _MD_MORE = '<font color="comment">另有 {} 篇未列出，请阅读全文</font>\n'
+_MD_VOTES = "[有用]({})　[没用]({})\n"  # in VOTES order
 
 
 def _md_groups(digest: Digest) -> list[tuple[str, Sequence[ArticleView]]]:
@@ -319,9 +372,20 @@ def _markdown(digest: Digest, links: Links) -> MarkdownBody:
     more = _MD_MORE.format(total - count) if count < total else ""
     used += _filled_bytes(more)
 
-    # Pass 2: leads under the recommended titles, in order, while room is left.
-    leads: dict[int, str] = {}
+    # Pass 2: 有用 / 没用 under the recommended titles, in order, while room is left (the
+    # same links as the email's); pass 3: their leads, with what room is left then.
     lead_ids = {a.id for a in digest.recommended}  # for a 全部 reader: the whole issue
+    votes: dict[int, str] = {}
+    for _, lines in listed:
+        for a, _line in lines:
+            if a.id not in lead_ids:
+                continue
+            vote_line = _MD_VOTES.format(*(links.vote(a.id, v) for v in VOTES))
+            if used + _filled_bytes(vote_line) > MARKDOWN_MAX_BYTES:
+                break
+            votes[a.id] = vote_line
+            used += _filled_bytes(vote_line)
+    leads: dict[int, str] = {}
     wrapper = utf8_len(_MD_LEAD.format(""))
     for _, lines in listed:
         for a, _line in lines:
@@ -340,6 +404,7 @@ def _markdown(digest: Digest, links: Links) -> MarkdownBody:
         for a, line in lines:
             body.append(line)
             body.append(leads.get(a.id, ""))
+            body.append(votes.get(a.id, ""))
     body.append(more)
     body.append(foot)
     content = "".join(body)
@@ -404,6 +469,100 @@ def _textcard(digest: Digest, links: Links) -> TextCardBody:
 
 
 # ---------------------------------------------------------------------------------------
+# template_card (button_interaction)
+
+_TC_GREETING = "{} "
+
+
+class TemplateCardBody(TypedDict):
+    card_type: str
+    main_title: dict[str, str]
+    sub_title_text: str
+    horizontal_content_list: list[dict[str, object]]
+    jump_list: list[dict[str, object]]
+    card_action: dict[str, object]
+    task_id: str
+    button_list: list[dict[str, object]]
+
+
+def _template_card(digest: Digest, links: Links) -> TemplateCardBody:
+    reserve = utf8_len(_TC_GREETING.format("")) + GREETING_MAX_BYTES
+    arts = _articles(digest)
+    if digest.whole_issue:
+        listed, word, label = digest.recommended, "要目", f"本期共 {len(arts)} 篇"
+    elif digest.recommended:
+        listed, word = digest.recommended, "推荐"
+        label = f"为您推荐 {len(digest.recommended)} 篇，本期共 {len(arts)} 篇"
+    else:
+        listed, word, label = digest.others, "本期", f"本期共 {len(arts)} 篇"
+    shown = listed[:TC_HORIZONTAL_MAX_ITEMS]
+    if len(shown) < len(arts):
+        label += f"，另有 {len(arts) - len(shown)} 篇请阅读全文"
+    title = masthead(digest.issue)
+    desc = _meta(digest) or digest.issue.date_text
+    card: TemplateCardBody = {
+        "card_type": TC_CARD_TYPE,
+        "main_title": {
+            "title": truncate_chars(title, TC_MAIN_TITLE_MAX_CHARS),
+            "desc": truncate_chars(desc, TC_MAIN_DESC_MAX_CHARS),
+        },
+        "sub_title_text": slots.GREETING + truncate_chars(label, TC_SUB_TITLE_MAX_CHARS - reserve),
+        "horizontal_content_list": [
+            {
+                "type": 1,
+                "keyname": f"{word}{i + 1}",
+                "value": truncate_chars(_one_line(a.title), TC_VALUE_MAX_CHARS),
+                "url": links.click(a.n),
+            }
+            for i, a in enumerate(shown)
+        ],
+        "jump_list": [
+            {"type": 1, "title": "阅读本期全文", "url": links.web_view()},
+            {"type": 1, "title": "调整关注", "url": links.preferences()},
+        ],
+        "card_action": {"type": 1, "url": links.web_view()},
+        "task_id": links.token,
+        "button_list": [
+            {"type": 0, "text": text, "style": style, "key": key}
+            for key, text, style in VOTE_BUTTONS
+        ],
+    }
+    _check_template_card(card, reserve)
+    return card
+
+
+def _check_template_card(card: TemplateCardBody, reserve: int) -> None:
+    """Every documented limit of the card, on its filled sizes (see `_check`)."""
+    _check_chars(card["main_title"]["title"], TC_MAIN_TITLE_MAX_CHARS, "card main title")
+    _check_chars(card["main_title"]["desc"], TC_MAIN_DESC_MAX_CHARS, "card main desc")
+    _check_chars(card["sub_title_text"], TC_SUB_TITLE_MAX_CHARS, "card sub title", reserve)
+    task_id = card["task_id"].replace(slots.TOKEN, "a" * TOKEN_LENGTH)
+    if not TC_TASK_ID_CHARS.fullmatch(task_id) or utf8_len(task_id) > TC_TASK_ID_MAX_BYTES:
+        raise AssertionError("wecom card task_id: not a valid task id once filled")
+    lists = (
+        ("horizontal_content_list", TC_HORIZONTAL_MAX_ITEMS, "keyname", TC_KEYNAME_MAX_CHARS),
+        ("jump_list", TC_JUMP_MAX_ITEMS, "title", TC_JUMP_TITLE_MAX_CHARS),
+        ("button_list", TC_BUTTON_MAX_ITEMS, "text", TC_BUTTON_TEXT_MAX_CHARS),
+    )
+    for name, max_items, text_key, max_chars in lists:
+        items: list[dict[str, object]] = card[name]  # type: ignore[literal-required]
+        if len(items) > max_items:
+            raise AssertionError(f"wecom card {name}: {len(items)} items > {max_items}")
+        for item in items:
+            _check_chars(str(item[text_key]), max_chars, f"card {name} {text_key}")
+            _check(str(item.get("url", "")), URL_MAX_BYTES, f"card {name} url")
+            _check(str(item.get("key", "")), TC_BUTTON_KEY_MAX_BYTES, f"card {name} key")
+    for item in card["horizontal_content_list"]:
+        _check_chars(str(item["value"]), TC_VALUE_MAX_CHARS, "card value")
+    _check(str(card["card_action"]["url"]), URL_MAX_BYTES, "card action url")
+
+
+# Our tokens (track.tokens: 32 of a-z, 2-7) are task ids as they are.
+assert TC_TASK_ID_CHARS.fullmatch("abcdefghijklmnopqrstuvwxyz234567")
+assert TOKEN_LENGTH <= TC_TASK_ID_MAX_BYTES and {k for k, _, _ in VOTE_BUTTONS} == set(VOTES)
+
+
+# ---------------------------------------------------------------------------------------
 # Variant and reader
 
 
@@ -413,12 +572,19 @@ def _check(text: str, limit: int, what: str, greeting_reserve: int = 0) -> None:
         raise AssertionError(f"wecom {what}: {size} bytes > {limit} once filled")
 
 
+def _check_chars(text: str, limit: int, what: str, greeting_reserve: int = 0) -> None:
+    size = _filled_chars(text, greeting_reserve)
+    if size > limit:
+        raise AssertionError(f"wecom {what}: {size} characters > {limit} once filled")
+
+
 _GREETING_FORM: dict[str, tuple[str, Callable[[str], str]]] = {
     MARKDOWN: (_MD_GREETING, md_escape),
     TEXTCARD: (_CARD_GREETING, card_escape),
+    TEMPLATE_CARD: (_TC_GREETING, _one_line),
 }
 _LAYOUT: dict[str, Callable[[Digest, Links], Mapping[str, object]]] = {
-    NEWS: _news, MARKDOWN: _markdown, TEXTCARD: _textcard,
+    NEWS: _news, MARKDOWN: _markdown, TEXTCARD: _textcard, TEMPLATE_CARD: _template_card,
 }
 
 

@@ -15,13 +15,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatch import clock
-from dispatch.db.models import Article, Feedback, Reader
+from dispatch.db.models import VOTE_KINDS, Article, Feedback, Reader
 from dispatch.errors import Refused
 from dispatch.report.figures import local_iso
 from dispatch.report.sheets import Block, Cell
 from dispatch.report.words import channel_word, kind_word
 
 DAY_FORMAT = "%Y-%m-%d"
+WHOLE_ISSUE = "（整期）"  # the article of a vote on the whole issue (WeChat Work's card)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,13 @@ class Item:
     @property
     def reader_address(self) -> str:
         return self.reader_email or self.reader_wecom or ""
+
+    @property
+    def article_words(self) -> str:
+        """The article column: its title; for a vote on no article, the whole issue."""
+        if self.article_title:
+            return self.article_title
+        return WHOLE_ISSUE if self.kind in VOTE_KINDS and self.issue_id is not None else ""
 
 
 def parse_day(text: str) -> datetime:
@@ -123,7 +131,7 @@ def item_cells(item: Item) -> list[Cell]:
     return [
         item.id, clock.show(item.received_at), kind_word(item.kind), channel_word(item.channel),
         item.issue_id, item.reader_name or "", item.reader_id, item.reader_address,
-        item.sender or "", item.subject or "", item.article_title or "", item.text,
+        item.sender or "", item.subject or "", item.article_words, item.text,
         "是" if item.handled_at else "否", clock.show(item.handled_at), item.handled_by or "",
     ]
 

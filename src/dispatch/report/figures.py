@@ -25,6 +25,8 @@ Counting rules (every figure `dispatch report` prints or gives as JSON follows t
   全部 are one row of their own, not counted in each industry; 综合 is a tag of articles,
   not something a reader follows, so it has no row. A reader's industries are read as they
   are now: the lists keep no history of them.
+- **on the whole issue**: the 有用 / 没用 votes not on an article (WeChat Work's card
+  buttons), one per delivery, the last one counts; they are in the feedback counts too.
 - **feedback**: feedback rows of the issue by kind; "from readers" = replies, comments and
   votes (auto-replies and bounces are what mail servers send, not readers).
 
@@ -45,6 +47,7 @@ from dispatch import clock, editorial
 from dispatch.db.models import (
     CHANNELS,
     FEEDBACK_KINDS,
+    VOTE_KINDS,
     Delivery,
     Event,
     Feedback,
@@ -148,6 +151,7 @@ class IssueFigures:
     articles: list[ArticleFigures] = field(default_factory=list)  # ranked
     industries: list[IndustryFigures] = field(default_factory=list)
     feedback: dict[str, int] = field(default_factory=dict)  # kind → n, every kind
+    issue_votes: dict[str, int] = field(default_factory=dict)  # useful / not_useful, no article
 
     @property
     def total(self) -> DeliveryFigures:
@@ -369,6 +373,7 @@ def issue_figures(session: Session, issue_id: int, now: datetime | None = None) 
             comments=votes.get((article.id, "comment"), 0),
         ))
     out.articles = rank_articles(articles)
+    out.issue_votes = {kind: votes.get((None, kind), 0) for kind in VOTE_KINDS}
     out.feedback = {kind: 0 for kind in FEEDBACK_KINDS}
     for (_, kind), n in votes.items():
         out.feedback[kind] += n
@@ -397,4 +402,5 @@ def to_json(figures: IssueFigures) -> dict[str, Any]:
         "articles": [a.to_json(rank) for rank, a in enumerate(figures.articles, 1)],
         "industries": [i.to_json() for i in figures.industries],
         "feedback": {**figures.feedback, "from_readers": figures.from_readers},
+        "issue_votes": figures.issue_votes,
     }

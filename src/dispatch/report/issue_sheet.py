@@ -62,6 +62,8 @@ def blocks(f: IssueFigures) -> list[Block]:
     summary += [[label, delivery_cell(total, attr)] for label, attr in DELIVERY_ROWS]
     summary += [[f"反馈：{word}", f.feedback[kind]] for kind, word in KIND_WORDS.items()]
     summary.append(["读者反馈合计（回复、留言、投票）", f.from_readers])
+    summary += [["对整期：有用", f.issue_votes.get("useful", 0)],
+                ["对整期：没用", f.issue_votes.get("not_useful", 0)]]
     articles = Block(
         ["排名", "文章编号", "文章", "栏目", "产业", "点击人数", "点击次数", "阅读人数",
          "阅读次数", "有用", "没用", "留言"],

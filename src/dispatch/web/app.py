@@ -8,6 +8,7 @@
     GET /u/{token}, POST /u/{token}  unsubscribe (the page; RFC 8058 one-click)
     GET|POST /p/{token}            the reader's own settings (web.preferences)
     GET|POST /f/{token}/{id}/{v}   有用 / 没用 under an article (web.votes)
+    GET|POST /wecom/callback       WeChat Work's callback (web.wecom_callback), when configured
     GET /healthz                   200 "ok" when the database answers and every part of
                                    `dispatch run` is up; else 503 naming what is down
 
@@ -61,7 +62,7 @@ from dispatch.track.deliveries import Delivered, DeliveryLookup, normal_token
 from dispatch.track.events import USER_AGENT_CHARS, EventHook, PageEvent
 from dispatch.track.links import Links
 from dispatch.track.tokens import is_token
-from dispatch.web import pages, preferences
+from dispatch.web import pages, preferences, wecom_callback
 from dispatch.web.forms import read_capped
 from dispatch.web.views_cache import IssueEntry, IssueViews, TokenPage
 from dispatch.web.votes import Votes
@@ -421,10 +422,12 @@ def _one_click(body: bytes) -> bool:
 
 
 def create_app(
-    runtime: Runtime, *, on_event: EventHook | None = None, health: Health | None = None
+    runtime: Runtime, *, on_event: EventHook | None = None, health: Health | None = None,
+    wecom_send: wecom_callback.SendText | None = None,
 ) -> Starlette:
     """The reader web app on a dispatch.runtime.Runtime; `health`: the parts /healthz
-    reports on besides the database (`dispatch run`'s scheduler and worker)."""
+    reports on besides the database (`dispatch run`'s scheduler and worker); `wecom_send`:
+    how the WeChat Work callback replies to a reader (WecomApi.send_text)."""
     reader_pages = ReaderPages(runtime, templates.environment(runtime.config), on_event, health)
     routes = [
         Route("/w/{token}", reader_pages.issue, methods=["GET"]),
@@ -436,6 +439,7 @@ def create_app(
         Route("/healthz", reader_pages.healthz, methods=["GET"]),
         *preferences.routes(runtime, reader_pages.env, SECURITY_HEADERS),
         *Votes(runtime, reader_pages.env, SECURITY_HEADERS).routes(),
+        *wecom_callback.routes(runtime, wecom_send),  # none unless [wecom] is configured
     ]
     app = Starlette(
         routes=routes,
