@@ -152,7 +152,7 @@ def test_81013_keeps_the_answer(sim, lite):
 
 def test_timeout_during_gettoken_hides_secret(sim, lite, caplog):
     caplog.set_level(logging.DEBUG)
-    sim.delay(0.6)
+    sim.delay(0.6, endpoint="gettoken")
     api = api_for(sim, lite, timeout_seconds=0.2)
     with pytest.raises(WecomTimeout) as caught:
         run(api.access_token())

@@ -87,7 +87,7 @@ class WecomSim:
         self._current = ""
         self._failures: deque[int] = deque()
         self._http_failures: deque[int] = deque()
-        self._delays: deque[float] = deque()
+        self._delays: dict[str, deque[float]] = defaultdict(deque)
         self._seen: dict[str, tuple[float, str]] = {}  # request JSON → (until, msgid)
         self._recent: dict[str, deque[float]] = defaultdict(deque)  # member → send times
         self._ids = itertools.count(1)
@@ -107,10 +107,11 @@ class WecomSim:
         with self._lock:
             self._http_failures.extend([status] * times)
 
-    def delay(self, seconds: float, times: int = 1) -> None:
-        """The next `times` calls (either endpoint) answer after `seconds`."""
+    def delay(self, seconds: float, times: int = 1, endpoint: str = "message/send") -> None:
+        """The next `times` calls of `endpoint` ("gettoken" or "message/send") answer after
+        `seconds`."""
         with self._lock:
-            self._delays.extend([seconds] * times)
+            self._delays[endpoint].extend([seconds] * times)
 
     def expire_tokens(self) -> None:
         with self._lock:
@@ -148,21 +149,22 @@ class WecomSim:
 
     # -- the API ------------------------------------------------------------------------
 
-    async def _late(self, answer: Response) -> Response:
+    async def _late(self, endpoint: str, answer: Response) -> Response:
         """The answer, after the delay asked for: the call is done (a message delivered)
         before the wait, as when a real answer is lost on the way back."""
         with self._lock:
-            seconds = self._delays.popleft() if self._delays else 0.0
+            delays = self._delays[endpoint]
+            seconds = delays.popleft() if delays else 0.0
         if seconds:
             await asyncio.sleep(seconds)
         return answer
 
     async def _gettoken(self, request: Request) -> Response:
-        return await self._late(self._answer_gettoken(request))
+        return await self._late("gettoken", self._answer_gettoken(request))
 
     async def _send(self, request: Request) -> Response:
         raw = await request.body()
-        return await self._late(self._answer_send(request, raw))
+        return await self._late("message/send", self._answer_send(request, raw))
 
     def _answer_gettoken(self, request: Request) -> Response:
         q = request.query_params
