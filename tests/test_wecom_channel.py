@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatch.config import Config, WecomConfig
+from dispatch.db.session import make_engine, migrate, session_factory
 from dispatch.deliver.channel import Outcome, Outgoing
 from dispatch.deliver.pacing import MemberWindow, quiet_wait
 from dispatch.deliver.wecom import WecomChannel
 from dispatch.deliver.wecom_api import WecomApi
-from dispatch.db.session import make_engine, migrate, session_factory
 from dispatch.errors import Refused
 from dispatch.wecom_sim import WecomSim
 
@@ -251,3 +251,13 @@ def test_an_issue_goes_out_on_both_channels(dispatch_sqlite, mail, sim, monkeypa
     body = sim.delivered_to("ZhaoZhiQiang")[0]  # a WeChat Work-only reader of the sample
     assert body["agentid"] == AGENT and body["msgtype"] == "news"
     assert len(mail.accepted) == data["counts"]["email"]["sent"]
+
+
+def test_wecom_sim_command_refuses_without_secret_or_with_a_busy_port(dispatch_sqlite, sim, monkeypatch):
+    monkeypatch.delenv("DISPATCH_WECOM_SECRET", raising=False)
+    r = dispatch_sqlite("wecom-sim", "--listen", "127.0.0.1:0")
+    assert r.exit_code == 1 and "DISPATCH_WECOM_SECRET" in r.stderr
+    monkeypatch.setenv("DISPATCH_WECOM_SECRET", SECRET)
+    busy = sim.base_url.removeprefix("http://")
+    r = dispatch_sqlite("wecom-sim", "--listen", busy)
+    assert r.exit_code == 1 and "监听不了" in r.stderr and SECRET not in r.stderr + r.stdout

@@ -43,6 +43,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from dispatch.errors import Refused, os_reason
+from dispatch.net import is_loopback
+
 log = logging.getLogger(__name__)
 
 PER_MINUTE = 30  # messages to one member from one agent, then silently dropped
@@ -263,10 +266,35 @@ def _error(errcode: int, errmsg: str) -> JSONResponse:
     return JSONResponse({"errcode": errcode, "errmsg": errmsg})
 
 
-def serve_forever(sim: WecomSim, host: str, port: int) -> None:
-    """`dispatch wecom-sim`: serve until interrupted."""
-    log.info("wecom sim on %s:%d (corp %s, agent %d)", host, port, sim.corp_id, sim.agent_id)
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound for `serve_forever`, or a refusal saying why not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        uvicorn.run(sim.app, host=host, port=port, log_level="warning", lifespan="off")
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise Refused(
+            f"企业微信模拟器：在 {host}:{port} 上监听不了（{os_reason(exc)}）；是不是已经有一个在运行？"
+        ) from exc
+    return sock
+
+
+def exposure_warning(host: str) -> str | None:
+    if is_loopback(host):
+        return None
+    return (f"注意：企业微信模拟器在 {host} 上监听，不只是本机：同一网络里谁都能调用它；"
+            "只在本机试用请用 --listen 127.0.0.1:端口")
+
+
+def serve_forever(sim: WecomSim, sock: socket.socket) -> None:
+    """`dispatch wecom-sim`: serve until interrupted."""
+    host, port = sock.getsockname()[:2]
+    log.info("wecom sim on %s:%d (corp %s, agent %d)", host, port, sim.corp_id, sim.agent_id)
+    server = uvicorn.Server(uvicorn.Config(sim.app, log_level="warning", lifespan="off"))
+    try:
+        server.run(sockets=[sock])
     finally:
+        sock.close()
         log.info("wecom sim stopped after %d delivered, %d dropped", len(sim.delivered), len(sim.dropped))

@@ -214,7 +214,7 @@ class WecomChannel:
             if not self.window.admit(message.recipient, now):
                 push.outcomes[index] = _outcome(
                     message, "temporary",
-                    "member limit: 30 a minute / 1000 an hour to one member (WeChat Work drops the excess)",
+                    "member limit: 30 a minute, 1000 an hour (WeChat Work drops the excess)",
                 )
                 continue
             rest = {k: v for k, v in body.items() if k != "touser"}
@@ -240,10 +240,10 @@ class WecomChannel:
             try:
                 answer = await self.api.send(body)
             except WecomTimeout as exc:
-                self._all(call, push, "temporary", f"timed out: {exc}")
+                self._all(call, push, "temporary", f"timed out after {self.api.timeout:g}s: {exc}")
             except WecomUnreachable as exc:
                 self._log_once(push, logging.WARNING, f"{exc}; messages stay queued (temporary)")
-                self._all(call, push, "temporary", f"unreachable: {exc}")
+                self._all(call, push, "temporary", f"wecom unreachable: {exc}")
             except WecomError as exc:
                 self._failed(call, push, exc)
             except Exception as exc:  # a bug: never let it fail the other calls
@@ -268,10 +268,10 @@ class WecomChannel:
 
     def _failed(self, call: _Call, push: _Push, exc: WecomError) -> None:
         if exc.errcode is None:  # HTTP 5xx, an answer that isn't JSON
-            self._all(call, push, "temporary", str(exc))
+            self._all(call, push, "temporary", f"wecom error: {exc}")
             return
         judgement, meaning = judge(exc.errcode)
-        detail = f"errcode {exc.errcode} ({meaning}): {exc.errmsg}"
+        detail = f"wecom error: {exc.errcode} ({meaning}) {exc.errmsg}"
         if judgement == "setup":
             self._log_once(push, logging.ERROR, f"{detail}; messages stay queued (temporary) until fixed")
         elif exc.errcode not in ERRCODES:
