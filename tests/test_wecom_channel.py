@@ -251,6 +251,10 @@ def test_an_issue_goes_out_on_both_channels(dispatch_sqlite, mail, sim, monkeypa
     body = sim.delivered_to("ZhaoZhiQiang")[0]  # a WeChat Work-only reader of the sample
     assert body["agentid"] == AGENT and body["msgtype"] == "news"
     assert len(mail.accepted) == data["counts"]["email"]["sent"]
+    # Without the secret, WeChat Work can't send: refused before anything is queued.
+    monkeypatch.delenv("DISPATCH_WECOM_SECRET")
+    r = dispatch_sqlite("send", str(issue), "--wait")
+    assert r.exit_code == 1 and "DISPATCH_WECOM_SECRET" in r.stderr
 
 
 def test_wecom_sim_command_refuses_without_secret_or_with_a_busy_port(dispatch_sqlite, sim, monkeypatch):

@@ -129,6 +129,10 @@ def send(
     if dry_run:
         _dry_run(runtime, issue_id, as_json)
         return
+    if wait and runtime.config.wecom.enabled:
+        from dispatch.deliver.wecom import check_config
+
+        check_config(runtime.config)  # before anything is queued: never half done
     with transaction(runtime.sessions) as session:
         before = claim_for_send(session, issue_id)
     planned = fanout.fan_out(runtime.sessions, issue_id)

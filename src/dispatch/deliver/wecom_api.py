@@ -144,7 +144,9 @@ class WecomApi:
         self._now = now
         self._client = _Client(corp_id, secret, self.app, self.timeout)
         self._lock = asyncio.Lock()
-        self._known: str = ""  # the last token this process used (never logged)
+        # The last token this process used (never logged), and until when it serves.
+        self._known: str = ""
+        self._known_until = datetime.min
         self.token_fetches = 0  # gettoken calls made by this instance
 
     @classmethod
@@ -163,12 +165,13 @@ class WecomApi:
     async def access_token(self, *, refresh: bool = False) -> str:
         """A token valid for at least the refresh margin: the database's, else a new one
         (`refresh=True`: a new one whatever the database holds)."""
+        if not refresh and self._known and self._now() < self._known_until:
+            return self._known  # no database round trip per message
         async with self._lock:
             if not refresh:
                 cached = await asyncio.to_thread(self._cached)
                 if cached:
-                    self._known = cached
-                    return cached
+                    return self._keep(*cached)
             return await self._fetch()
 
     async def _replace(self, refused: str) -> str:
@@ -176,9 +179,8 @@ class WecomApi:
         else a new one."""
         async with self._lock:
             cached = await asyncio.to_thread(self._cached)
-            if cached and cached != refused:
-                self._known = cached
-                return cached
+            if cached and cached[0] != refused:
+                return self._keep(*cached)
             return await self._fetch()
 
     async def _fetch(self) -> str:
@@ -188,19 +190,24 @@ class WecomApi:
             raise WecomError(None, "gettoken: no access_token in the answer")
         expires_in = answer.get("expires_in", 7200)
         expires_in = expires_in if isinstance(expires_in, int) and expires_in > 0 else 7200
-        await asyncio.to_thread(self._store, token, expires_in)
-        self._known = token
+        expires_at = await asyncio.to_thread(self._store, token, expires_in)
+        self._keep(token, expires_at)
         log.info("wecom: new access token for %s (valid %d s)", self.app, expires_in)
         return token
 
-    def _cached(self) -> str:
+    def _keep(self, token: str, expires_at: datetime) -> str:
+        self._known, self._known_until = token, expires_at - self.refresh_margin
+        return token
+
+    def _cached(self) -> tuple[str, datetime] | None:
+        """The database's token and its end, unless it ends within the margin."""
         with self._sessions() as session:
             row = session.get(WecomToken, self.app)
             if row is None or row.expires_at - self.refresh_margin <= self._now():
-                return ""
-            return row.access_token
+                return None
+            return row.access_token, row.expires_at
 
-    def _store(self, token: str, expires_in: int) -> None:
+    def _store(self, token: str, expires_in: int) -> datetime:
         now = self._now()
         with transaction(self._sessions) as session:
             row = session.get(WecomToken, self.app)
@@ -210,6 +217,7 @@ class WecomApi:
             row.access_token = token
             row.fetched_at = now
             row.expires_at = now + timedelta(seconds=expires_in)
+            return row.expires_at
 
     def _get_token(self) -> dict[str, Any]:
         self.token_fetches += 1
