@@ -130,6 +130,9 @@ class WecomSim:
         """Serve in a thread; the base URL (http://host:port)."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit it: uvicorn, given a socket, leaves Nagle on, and
+        # its answers (head and body written apart) then wait ~40 ms for a delayed ACK.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, port))
         self._sock = sock
         self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off"))
@@ -271,6 +274,7 @@ def listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see start()
     try:
         sock.bind((host, port))
     except OSError as exc:
