@@ -141,6 +141,16 @@ def test_a_wrong_agent_is_temporary_with_an_error_for_the_operator(sim, lite, ca
     assert SECRET not in caplog.text
 
 
+def test_a_wrong_secret_asks_for_a_token_once_per_push(sim, lite, caplog):
+    api = WecomApi(CORP, AGENT, "not-" + SECRET, lite, api_base_url=sim.base_url)
+    outcomes = push(WecomChannel(api, rate_per_minute=0, quiet_minutes=()),
+                    [message(i, "zhangsan") for i in range(1, 7)])
+    assert kinds(outcomes) == ["temporary"] * 6 and sim.token_requests == 1
+    assert "DISPATCH_WECOM_SECRET" in outcomes[5].detail
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "40001" in errors[0] and SECRET not in caplog.text
+
+
 def test_a_retried_call_does_not_deliver_twice(sim, lite):
     """The server took the call but its answer came too late: temporary; the retry (same
     body) is recognised by the duplicate check and answered ok, nothing delivered again."""

@@ -128,6 +128,7 @@ class _Call:
 class _Push:
     outcomes: list[Outcome | None]
     logged: set[str] = field(default_factory=set)
+    stopped: str = ""  # why the rest of the push is not attempted (the setup is at fault)
 
 
 class WecomChannel:
@@ -181,8 +182,9 @@ class WecomChannel:
         async with asyncio.TaskGroup() as group:
             for call in calls:
                 group.create_task(self._send(call, push))
+        reason = f"not attempted: {push.stopped}" if push.stopped else "not attempted"
         outcomes = [
-            o or Outcome(m.delivery_id, "temporary", "not attempted")
+            o or _outcome(m, "temporary", reason)
             for o, m in zip(push.outcomes, batch, strict=True)
         ]
         counts = {k: sum(o.kind == k for o in outcomes) for k in ("sent", "temporary", "permanent")}
@@ -230,6 +232,8 @@ class WecomChannel:
 
     async def _send(self, call: _Call, push: _Push) -> None:
         async with self._slots:
+            if push.stopped:  # left as "not attempted" by push()
+                return
             wait = quiet_wait(self._now(), self.quiet_minutes)
             if wait > 0:
                 self._log_once(push, logging.INFO, f"quiet minute: waiting {wait:.0f} s")
@@ -244,6 +248,7 @@ class WecomChannel:
             except WecomUnreachable as exc:
                 self._log_once(push, logging.WARNING, f"{exc}; messages stay queued (temporary)")
                 self._all(call, push, "temporary", f"wecom unreachable: {exc}")
+                push.stopped = f"wecom unreachable: {exc}"
             except WecomError as exc:
                 self._failed(call, push, exc)
             except Exception as exc:  # a bug: never let it fail the other calls
@@ -274,6 +279,7 @@ class WecomChannel:
         detail = f"wecom error: {exc.errcode} ({meaning}) {exc.errmsg}"
         if judgement == "setup":
             self._log_once(push, logging.ERROR, f"{detail}; messages stay queued (temporary) until fixed")
+            push.stopped = detail
         elif exc.errcode not in ERRCODES:
             self._log_once(push, logging.WARNING, f"{detail}; treated as temporary")
         self._all(call, push, "permanent" if judgement == "permanent" else "temporary", detail)

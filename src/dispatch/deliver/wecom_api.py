@@ -147,7 +147,8 @@ class WecomApi:
         # The last token this process used (never logged), and until when it serves.
         self._known: str = ""
         self._known_until = datetime.min
-        self.token_fetches = 0  # gettoken calls made by this instance
+        self._fetches = 0  # gettoken attempts; with the last one's failure, if it failed
+        self._failure: WecomError | None = None
 
     @classmethod
     def from_config(cls, config: Config, sessions: sessionmaker[Session]) -> WecomApi:
@@ -167,7 +168,9 @@ class WecomApi:
         (`refresh=True`: a new one whatever the database holds)."""
         if not refresh and self._known and self._now() < self._known_until:
             return self._known  # no database round trip per message
+        seen = self._fetches
         async with self._lock:
+            self._share_failure(seen)
             if not refresh:
                 cached = await asyncio.to_thread(self._cached)
                 if cached:
@@ -177,14 +180,29 @@ class WecomApi:
     async def _replace(self, refused: str) -> str:
         """A token other than `refused`: one another sender or process fetched since,
         else a new one."""
+        seen = self._fetches
         async with self._lock:
+            self._share_failure(seen)
             cached = await asyncio.to_thread(self._cached)
             if cached and cached[0] != refused:
                 return self._keep(*cached)
             return await self._fetch()
 
+    def _share_failure(self, seen: int) -> None:
+        """A fetch failed while this caller waited for the lock: fail alike rather than ask
+        again (fifty messages behind a wrong secret make one gettoken, not fifty)."""
+        failure = self._failure
+        if self._fetches != seen and failure is not None:
+            raise type(failure)(failure.errcode, failure.errmsg, failure.result)
+
     async def _fetch(self) -> str:
-        answer = await asyncio.to_thread(self._get_token)
+        self._fetches += 1
+        try:
+            answer = await asyncio.to_thread(self._get_token)
+        except WecomError as exc:
+            self._failure = exc
+            raise
+        self._failure = None
         token = answer.get("access_token")
         if not isinstance(token, str) or not token:
             raise WecomError(None, "gettoken: no access_token in the answer")
@@ -220,7 +238,6 @@ class WecomApi:
             return row.expires_at
 
     def _get_token(self) -> dict[str, Any]:
-        self.token_fetches += 1
         # A list, not a dict: wechatpy adds `access_token` (fetching one from its
         # hard-coded host) only to dict params.
         params = [("corpid", self.corp_id), ("corpsecret", self._secret)]
