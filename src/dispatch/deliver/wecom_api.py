@@ -317,7 +317,10 @@ def _json_of(response: object) -> dict[str, Any]:
 def _reason(exc: BaseException, hide: tuple[str, ...]) -> str:
     """The innermost cause's type and words, scrubbed (urllib3 quotes the URL)."""
     inner: BaseException = exc
-    while inner.__cause__ is not None or (inner.__context__ is not None and not inner.__suppress_context__):
-        inner = inner.__cause__ or inner.__context__  # type: ignore[assignment]
+    for _ in range(10):  # a chain is short; never follow a cycle
+        nested = inner.__cause__ or (None if inner.__suppress_context__ else inner.__context__)
+        if nested is None:
+            break
+        inner = nested
     text = " ".join(str(inner).split())[:200]
     return scrub(f"{type(inner).__name__}: {text}" if text else type(inner).__name__, *hide)
