@@ -184,7 +184,7 @@ class WecomSim:
             if self._tokens.get(self._current, 0.0) <= now:
                 self._current = secrets.token_urlsafe(48)
                 self._tokens[self._current] = now + self.expires_in
-            remaining = int(self._tokens[self._current] - now)
+            remaining = round(self._tokens[self._current] - now)  # int() would cut 7199.99…
             return JSONResponse({"errcode": 0, "errmsg": "ok", "access_token": self._current,
                                  "expires_in": remaining})
 
