@@ -1,4 +1,4 @@
-"""`dispatch send | status | retry | run | worker | catcher`."""
+"""`dispatch send | status | retry | run | worker | catcher | wecom-sim`."""
 
 from __future__ import annotations
 
@@ -129,6 +129,10 @@ def send(
     if dry_run:
         _dry_run(runtime, issue_id, as_json)
         return
+    if wait and runtime.config.wecom.enabled:
+        from dispatch.deliver.wecom import check_config
+
+        check_config(runtime.config)  # before anything is queued: never half done
     with transaction(runtime.sessions) as session:
         before = claim_for_send(session, issue_id)
     planned = fanout.fan_out(runtime.sessions, issue_id)
@@ -348,6 +352,59 @@ def catcher(
     serve_forever(host, port, runtime.config.path(str(folder)))
 
 
+def wecom_sim(
+    ctx: typer.Context,
+    listen: Annotated[
+        str, typer.Option("--listen", metavar="HOST:PORT", help="监听的主机和端口")
+    ] = "127.0.0.1:8090",
+    folder: Annotated[
+        Path, typer.Option("--dir", metavar="PATH", help="存消息的文件夹； 相对路径从配置文件所在的文件夹算起")
+    ] = Path("var/wecom"),
+    corp_id: Annotated[
+        str | None, typer.Option("--corp-id", metavar="ID", help="企业 ID，默认同配置文件 [wecom] corp_id")
+    ] = None,
+    agent_id: Annotated[
+        int | None, typer.Option("--agent-id", metavar="N", help="应用 AgentId，默认同配置文件 [wecom] agent_id")
+    ] = None,
+) -> None:
+    """本地企业微信接口模拟器，试用时代替企业微信服务器：每条送达的消息存成一个 .json 文件。
+    应用的 Secret 取自环境变量 DISPATCH_WECOM_SECRET。"""
+    from rich.markup import escape
+
+    from dispatch.net import split_host_port
+    from dispatch.wecom_sim import WecomSim, exposure_warning, serve_forever
+    from dispatch.wecom_sim import listen as bind
+
+    runtime = runtime_of(ctx)
+    try:
+        host, port = split_host_port(listen)
+    except ValueError:
+        raise Refused(f"--listen {listen}：应为 主机:端口，如 127.0.0.1:8090") from None
+    secret = runtime.config.secrets.wecom_secret
+    if not secret:
+        raise Refused("企业微信模拟器：请先在环境变量 DISPATCH_WECOM_SECRET 里设定应用的 Secret")
+    target = runtime.config.path(str(folder))
+    try:
+        sim = WecomSim(corp_id=corp_id or runtime.config.wecom.corp_id or "wwsimcorp",
+                       agent_id=agent_id or runtime.config.wecom.agent_id or 1000002,
+                       secret=secret, folder=target)
+    except OSError as exc:
+        from dispatch.errors import os_reason
+
+        raise Refused(f"企业微信模拟器：建不了存消息的文件夹 {target}（{os_reason(exc)}）") from exc
+    sock = bind(host, port)
+    warning = exposure_warning(host)
+    if warning:
+        console(stderr=True).print(f"[yellow]{escape(warning)}[/yellow]", soft_wrap=True)
+    _service_logging()
+    console(stderr=True).print(
+        f"企业微信模拟器：http://{host}:{sock.getsockname()[1]}（企业 ID {sim.corp_id}，"
+        f"AgentId {sim.agent_id}），消息存到 {target}；按 Ctrl+C 停止", soft_wrap=True, markup=False,
+    )
+    serve_forever(sim, sock)
+
+
 def register(app: typer.Typer) -> None:
     for fn in (send, status, retry, run, worker, catcher):
         app.command(fn.__name__)(fn)
+    app.command("wecom-sim")(wecom_sim)

@@ -51,6 +51,6 @@ class Channel(Protocol):
 
 
 def configured(config: Config) -> tuple[str, ...]:
-    """The channels this installation serves. Email always; WeChat Work not yet, even
-    when [wecom] enabled (its rows stay queued until it is)."""
-    return ("email",)
+    """The channels this installation serves: email always, WeChat Work when [wecom]
+    is enabled (otherwise its rows stay queued)."""
+    return ("email", "wecom") if config.wecom.enabled else ("email",)

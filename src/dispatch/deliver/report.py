@@ -99,8 +99,8 @@ def issue_status(
     }
 
 
-# Lead-ins the worker (dispatch.deliver.worker), the outbox (leases) and the email channel
-# (smtp) write, in Chinese. What follows the colon is kept as it is (a server's reply, an
+# Lead-ins the worker (dispatch.deliver.worker), the outbox (leases) and the channels
+# (smtp, wecom) write, in Chinese. What follows the colon is kept as it is (a server's reply, an
 # exception's text), but after the lead-ins in _NESTING: a reason of its own.
 _LEAD_INS = {
     "not sent": "未发送",
@@ -116,6 +116,12 @@ _LEAD_INS = {
     "connection lost": "与邮件服务器的连接中断",
     "invalid address": "地址无效",
     "unexpected error": "意外错误",
+    # the WeChat Work channel (deliver/wecom.py)
+    "wecom error": "企业微信接口返回错误",
+    "wecom unreachable": "连不上企业微信服务器",
+    "invaliduser": "企业微信账号无效",
+    "unlicenseduser": "企业微信账号没有接口许可",
+    "member limit": "已达企业微信对单个成员的频率上限，稍后再发",
 }
 _NESTING = {"not sent", "not attempted"}
 _WHOLE = {

@@ -34,7 +34,7 @@ import contextlib
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -67,11 +67,15 @@ def default_channels(runtime: Runtime) -> dict[str, Channel]:
     """One channel for each the installation serves (dispatch.deliver.channel.configured).
     Rows of any other channel stay queued (never failed) until one is."""
     from dispatch.deliver.smtp import SmtpChannel
+    from dispatch.deliver.wecom import WecomChannel
 
-    builders = {"email": SmtpChannel.from_config}
-    if runtime.config.wecom.enabled:
-        log.warning("WeChat Work is enabled in the config but not yet supported: rows stay queued")
-    return {name: builders[name](runtime.config) for name in configured(runtime.config)}
+    config = runtime.config
+    builders: dict[str, Callable[[], Channel]] = {
+        "email": lambda: SmtpChannel.from_config(config),
+        # Refuses an enabled [wecom] without its secret, corp id or agent id.
+        "wecom": lambda: WecomChannel.from_config(config, runtime.sessions),
+    }
+    return {name: builders[name]() for name in configured(config)}
 
 
 class ChannelFault(Exception):
