@@ -282,7 +282,7 @@ async def check_smtp(config: Config) -> Finding:
         await smtp.ehlo()
         if s.username:
             await smtp.login(s.username, password)
-            found = ok(SMTP, f"{where}：连接成功（{security}），用户 {s.username} 登录成功；没有发送邮件")
+            found = ok(SMTP, f"{where}：连接成功（{security}），用户“{s.username}”登录成功；没有发送邮件")
         else:
             found = await _without_auth(smtp, config, where, security)
         with contextlib.suppress(aiosmtplib.SMTPException, OSError):
@@ -310,7 +310,7 @@ async def _without_auth(
                            "在 [smtp] username 填写发信邮箱的登录名，密码放在环境变量 "
                            "$DISPATCH_SMTP_PASSWORD")
         if exc.code >= 500:
-            return warning(SMTP, f"邮件服务器 {where} 不接受发件人地址 {sender}（{exc.code}）",
+            return warning(SMTP, f"邮件服务器 {where} 不接受发件人地址“{sender}”（{exc.code}）",
                            "改正 [smtp] from，用这台服务器允许的发件地址")
     with contextlib.suppress(aiosmtplib.SMTPException):
         await smtp.rset()
@@ -321,7 +321,8 @@ def _smtp_fault(exc: BaseException, config: Config, where: str) -> Finding:
     import aiosmtplib
 
     s = config.smtp
-    check_port = ("检查 [smtp] host、port 和 security（465 端口一般是 tls，587 端口是 starttls），"
+    check_port = ("检查 [smtp] host、[smtp] port 和 [smtp] security（465 端口一般用 "
+                  "security = \"tls\"，587 端口用 security = \"starttls\"），"
                   "并确认邮件服务器在运行、本机能连到它")
     certificate = _cause(exc, ssl.SSLCertVerificationError)
     if certificate is not None:
@@ -331,7 +332,7 @@ def _smtp_fault(exc: BaseException, config: Config, where: str) -> Finding:
             "名字不符时把 [smtp] host 改成证书上的名字",
         )
     if _cause(exc, ssl.SSLError) is not None:
-        return problem(SMTP, f"与邮件服务器 {where} 的 TLS 握手失败（[smtp] security = \"{s.security}\"）",
+        return problem(SMTP, f"与邮件服务器 {where} 的 TLS 握手失败（[smtp] security 为“{s.security}”）",
                        check_port)
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
         words = "用户名或密码不对" if exc.code == 535 else "登录被拒绝"
@@ -347,7 +348,7 @@ def _smtp_fault(exc: BaseException, config: Config, where: str) -> Finding:
         gai = _cause(exc, socket.gaierror)
         system = _cause(exc, OSError, unless=aiosmtplib.SMTPException)
         if gai is not None:
-            reason = f"主机名 {s.host} 解析不出来"
+            reason = f"主机名“{s.host}”解析不出来"
         elif system is not None and system.errno is not None:
             reason = os_reason(system)
         else:
@@ -358,7 +359,7 @@ def _smtp_fault(exc: BaseException, config: Config, where: str) -> Finding:
     text = str(exc)
     if "STARTTLS" in text:
         return problem(SMTP, f"邮件服务器 {where} 不支持 STARTTLS",
-                       "把 [smtp] security 改为 tls（465 端口）或改正 [smtp] port")
+                       "把 [smtp] security 改为 security = \"tls\"（465 端口），或改正 [smtp] port")
     if "AUTH" in text:
         return problem(SMTP, f"邮件服务器 {where} 不提供登录（AUTH）",
                        "确认 [smtp] security 设对了（很多服务器只在加密后才提供登录），"
@@ -419,7 +420,8 @@ def check_imap(config: Config) -> Finding:
     settings = dataclasses.replace(
         settings, timeout_seconds=min(settings.timeout_seconds, NET_SECONDS))
     where = settings.where
-    check_port = "检查 [imap] host、port 和 security（993 端口一般是 tls，143 端口是 starttls）"
+    check_port = ("检查 [imap] host、[imap] port 和 [imap] security（993 端口一般用 "
+                  "security = \"tls\"，143 端口用 security = \"starttls\"）")
 
     def exists(box: Mailbox, name: str) -> bool:
         status, data = box.conn.list('""', mailbox_name(name))
@@ -437,7 +439,7 @@ def check_imap(config: Config) -> Finding:
         return problem(IMAP, f"收信服务器 {where} 上没有邮箱“{settings.mailbox}”",
                        "改正 [imap] mailbox（读者回信到达的那个邮箱，一般是 INBOX）")
     then = "也在" if processed else "还没有，第一次收取时会建好"
-    return ok(IMAP, f"{where}：用户 {settings.username} 登录成功；邮箱“{settings.mailbox}”在，"
+    return ok(IMAP, f"{where}：用户“{settings.username}”登录成功；邮箱“{settings.mailbox}”在，"
                     f"放处理过的邮件的“{settings.processed_mailbox}”{then}")
 
 
@@ -480,7 +482,7 @@ async def check_wecom(config: Config, *, database_ready: bool) -> Finding:
     finally:
         if "engine" in runtime.__dict__:  # opened: close it
             runtime.engine.dispose()
-    return ok(WECOM, f"企业 {w.corp_id} 的应用 {w.agent_id}：取到了新的访问令牌（{base}）")
+    return ok(WECOM, f"企业“{w.corp_id}”的应用 {w.agent_id}：取到了新的访问令牌（{base}）")
 
 
 def wecom_error(errcode: int | None) -> Finding:
@@ -552,18 +554,18 @@ def check_web(config: Config) -> Finding:
         host = None
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not host:
-        return problem(WEB, f"[web] base_url = \"{url}\" 不是完整的 http(s) 网址",
+        return problem(WEB, f"[web] base_url（现为“{url}”）不是以 http:// 或 https:// 开头的完整网址",
                        "把 [web] base_url 写成读者能打开的完整网址，如 https://bulletin.example.gov.cn")
     if is_loopback(host):
         smtp_host = config.smtp.host
         wecom_base = urlsplit(config.wecom.api_base_url).hostname or ""
         if not is_loopback(smtp_host) or (config.wecom.enabled and not is_loopback(wecom_base)):
-            via = f"邮件发往 {smtp_host}" if not is_loopback(smtp_host) else "企业微信消息发往真实的企业微信"
+            via = f"邮件发往“{smtp_host}”" if not is_loopback(smtp_host) else "企业微信消息发往真实的企业微信"
             return warning(WEB, f"[web] base_url 指向本机（{url}），而{via}：读者打不开消息里的链接",
                            "把 [web] base_url 改成读者能访问的网址")
         return ok(WEB, f"{url}（本机地址，只适合试用）")
     if parts.scheme == "http":
-        return warning(WEB, f"[web] base_url 用的是 http（{url}）：读者的链接（各带本人的投递标记）"
+        return warning(WEB, f"[web] base_url 用的是不加密的 http://（{url}）：读者的链接（各带本人的投递标记）"
                             "在网上不加密传送",
-                       "改用 https 网址（在前面的 nginx 上配置证书）")
+                       "改用 https:// 开头的网址（在前面的 nginx 上配置证书）")
     return ok(WEB, url)
