@@ -15,13 +15,22 @@ from cli_language import english_words
 from conftest import Dispatch, Result
 from imap_server import ImapServer
 from smtp_servers import Certificates, MailServer, free_port, make_certificates
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from dispatch.cli import app
 from dispatch.cli.zh import cells
 from dispatch.config import load
-from dispatch.db.session import alembic_config, current_revision, head_revision, make_engine
+from dispatch.db.models import WecomToken
+from dispatch.db.session import (
+    alembic_config,
+    current_revision,
+    head_revision,
+    make_engine,
+    session_factory,
+)
 from dispatch.doctor import aes_key_ok, check_web
+from dispatch.wecom_sim import WecomSim
 
 USER, PASSWORD = "bulletin", "s3cret-Pa55"
 
@@ -236,3 +245,65 @@ def test_help_is_chinese_fits_80_columns_and_imports_nothing_heavy():
     assert english_words(done.stdout) == [], done.stdout
     narrow = CliRunner().invoke(app, ["doctor", "--help"], env={"COLUMNS": "80"})
     assert narrow.exit_code == 0 and max(cells(line) for line in narrow.stdout.splitlines()) <= 80
+
+
+# -- WeChat Work, against the local stand-in of its API (dispatch.wecom_sim) ---------------
+
+WECOM_SECRET = "Agent-Secret-0123456789-abcdefghij"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+CALLBACK_TOKEN = "CallbackT0ken"
+
+
+@pytest.fixture(scope="module")
+def wecom() -> Iterator[WecomSim]:
+    sim = WecomSim(corp_id="wwdoctor01", secret=WECOM_SECRET, agent_id=1000002)
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+def test_wecom_token_and_callback(dispatch_sqlite, wecom):
+    d = dispatch_sqlite
+    d.ok("db", "upgrade")
+    base = d.config.read_text(encoding="utf-8")
+
+    def run(*, corp: str = "wwdoctor01", url: str = wecom.base_url, kind: str = "news",
+            **env: str) -> dict[str, str]:
+        d.config.write_text(
+            base + f'[wecom]\nenabled = true\ncorp_id = "{corp}"\nagent_id = 1000002\n'
+                   f'api_base_url = "{url}"\nmessage_type = "{kind}"\ntimeout_seconds = 5\n',
+            encoding="utf-8")
+        env = {"DISPATCH_WECOM_SECRET": WECOM_SECRET, "DISPATCH_WECOM_TOKEN": CALLBACK_TOKEN,
+               "DISPATCH_WECOM_AES_KEY": AES_KEY, **env}
+        r = d("doctor", env=env)
+        for secret in {WECOM_SECRET, CALLBACK_TOKEN, AES_KEY, *env.values()} - {""}:
+            assert secret not in r.stdout + r.stderr
+        return lines(r)
+
+    found = run()
+    assert found["企业微信"].startswith("✓") and "新的访问令牌" in found["企业微信"]
+    assert found["企业微信回调"].startswith("✓") and "/wecom/callback" in found["企业微信回调"]
+    with session_factory(make_engine(d.db_url))() as s:  # fetched, cached, not printed
+        [token] = s.scalars(select(WecomToken.access_token)).all()
+    assert token and token not in "\n".join(found.values())
+
+    found = run(DISPATCH_WECOM_SECRET="Not-The-Agent-Secret-42")
+    assert found["企业微信"].startswith("✗") and "40001" in found["企业微信"]
+    assert "$DISPATCH_WECOM_SECRET" in found["企业微信"]
+
+    found = run(corp="wwsomeoneelse")
+    assert found["企业微信"].startswith("✗") and "[wecom] corp_id" in found["企业微信"]
+
+    found = run(url=f"http://127.0.0.1:{free_port()}")
+    assert found["企业微信"].startswith("✗") and "[wecom] api_base_url" in found["企业微信"]
+
+    found = run(DISPATCH_WECOM_SECRET="")
+    assert found["企业微信"].startswith("✗") and "$DISPATCH_WECOM_SECRET" in found["企业微信"]
+
+    # The callback: buttons of a template card lead nowhere without it; a malformed key.
+    found = run(kind="template_card", DISPATCH_WECOM_TOKEN="")
+    callback = found["企业微信回调"]
+    assert callback.startswith("✗") and "$DISPATCH_WECOM_TOKEN" in callback and "按钮" in callback
+    assert run(DISPATCH_WECOM_TOKEN="")["企业微信回调"].startswith("!")
+    callback = run(DISPATCH_WECOM_AES_KEY=AES_KEY[:-1])["企业微信回调"]
+    assert callback.startswith("✗") and "$DISPATCH_WECOM_AES_KEY" in callback
