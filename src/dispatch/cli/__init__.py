@@ -190,6 +190,7 @@ def _register() -> None:
     from dispatch.cli import (
         db,
         deliver,
+        doctor,
         feedback,
         inbox,
         init,
@@ -208,6 +209,7 @@ def _register() -> None:
     inbox.register(app)
     app.command("report")(report.report)
     app.add_typer(feedback.app, name="feedback", help="读者反馈：查看、导出、标记已处理。")
+    app.command("doctor")(doctor.doctor)
 
 
 _register()
