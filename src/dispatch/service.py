@@ -159,6 +159,15 @@ async def serve(
         from dispatch.feedback.inbox import Inbox
 
         inbox = Inbox(runtime, health.part("inbox"))  # refuses settings that can't work
+    replier = None
+    if runtime.config.wecom.enabled:
+        from dispatch.deliver.wecom import check_config
+        from dispatch.deliver.wecom_api import WecomApi
+
+        check_config(runtime.config)  # before anything listens: an incomplete [wecom] stops here
+        # The callback's replies to readers (退订's confirmation); the worker's channel
+        # has its own client, and both share the token through the database.
+        replier = WecomApi.from_config(runtime.config, runtime.sessions)
     tasks: list[asyncio.Task[None]] = []
     recorder = None
     if web:
@@ -171,7 +180,8 @@ async def serve(
         recorder = Recorder(runtime.engine, runtime.config.tracking.machine_open_seconds).start()
 
         def make_server() -> uvicorn.Server:
-            app = create_app(runtime, on_event=recorder.record, health=health)
+            app = create_app(runtime, on_event=recorder.record, health=health,
+                             wecom_send=replier.send_text if replier else None)
             return _QuietServer(web_config(runtime.config, app))
 
         first = make_server()
@@ -219,4 +229,6 @@ async def serve(
     if recorder is not None:
         # The web server has stopped: nothing more comes in; write what did.
         await asyncio.to_thread(recorder.close)
+    if replier is not None:
+        await replier.close()
     log.info("stopped")

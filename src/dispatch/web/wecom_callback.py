@@ -46,7 +46,7 @@ from dispatch.runtime import Runtime
 from dispatch.web.forms import read_capped
 
 if TYPE_CHECKING:
-    from wechatpy.enterprise.crypto import WeChatCrypto  # type: ignore[import-untyped]
+    from wechatpy.enterprise.crypto import WeChatCrypto
 
 log = logging.getLogger(__name__)
 
