@@ -44,6 +44,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -152,6 +153,9 @@ class Sim:
         with urllib.request.urlopen(f"{self.base_url}{COUNTERS}?since={since}", timeout=10) as r:
             return Counts(**json.loads(r.read()))
 
+    def cpu(self) -> float:
+        return bd.proc_cpu(self.proc.pid)
+
     def rss_mb(self) -> float:
         return bd.proc_status(self.proc.pid).get("VmHWM", 0) / 1024
 
@@ -164,12 +168,27 @@ class Side:
     calls: int
     delivered: int
     dropped: int
+    sim_cpu: float  # CPU seconds the stand-in spent on this side
+    machine_cpu: float  # busy CPU seconds of the whole machine meanwhile
 
 
-def side_of(sim: Sim, before: Counts, userids: set[str], who: str) -> Side:
+@dataclass
+class Mark:
+    counts: Counts
+    sim_cpu: float
+    busy: float
+
+    @classmethod
+    def now(cls, sim: Sim) -> Mark:
+        return cls(sim.counts(since=1 << 62), sim.cpu(), bd.system_busy()[0])
+
+
+def side_of(sim: Sim, mark: Mark, userids: set[str], who: str) -> Side:
+    before = mark.counts
     after = sim.counts(since=before.delivered)
     side = Side(after.token_requests - before.token_requests, after.send_calls - before.send_calls,
-                after.delivered - before.delivered, after.dropped - before.dropped)
+                after.delivered - before.delivered, after.dropped - before.dropped,
+                sim.cpu() - mark.sim_cpu, bd.system_busy()[0] - mark.busy)
     members = after.members
     if side.delivered != len(userids) or side.dropped or len(set(members)) != len(members) \
             or set(members) != userids:
@@ -283,7 +302,7 @@ def run_dispatch(children: Any, sim: Sim, args: argparse.Namespace, workdir: Pat
         issue_id = json.loads(out)["id"]
         bd.run_timed(children, bd.dispatch_cmd(config_path, "issues", "finalize", str(issue_id)), env, 120)
 
-        before = sim.counts(since=1 << 62)
+        mark = Mark.now(sim)
         start_wall = datetime.now(UTC).replace(tzinfo=None)
         cli_s, out, rss = bd.run_timed(
             children, bd.dispatch_cmd(config_path, "send", str(issue_id), "--wait", "--json"), env, args.timeout)
@@ -301,7 +320,7 @@ def run_dispatch(children: Any, sim: Sim, args: argparse.Namespace, workdir: Pat
         if by_state != {"sent": args.readers}:
             raise RuntimeError(f"deliveries by state {by_state} (send said {counts}), want {args.readers} sent")
         userids = {userid(i) for i in range(1, args.readers + 1)}
-        side = side_of(sim, before, userids, "dispatch")
+        side = side_of(sim, mark, userids, "dispatch")
         seconds = (last_sent - start_wall).total_seconds()
         first_s = (first_sent - start_wall).total_seconds()
         bodies = render_bodies(config_path, engine, issue_id, tokens)
@@ -348,7 +367,7 @@ def naive(sim: Sim, bodies: list[tuple[str, dict[str, Any]]]) -> tuple[float, fl
 
     # What send() adds itself: the rest of each body is the message.
     msgs = [(uid, {k: v for k, v in body.items() if k not in ("touser", "agentid")}) for uid, body in bodies]
-    before = sim.counts(since=1 << 62)
+    mark = Mark.now(sim)
     t0 = time.perf_counter()
     client = Client(CORP_ID, SECRET)
     for uid, msg in msgs:
@@ -357,7 +376,7 @@ def naive(sim: Sim, bodies: list[tuple[str, dict[str, Any]]]) -> tuple[float, fl
             raise RuntimeError(f"wechatpy: message/send answered {answer}")
     seconds = time.perf_counter() - t0
     client._http.close()
-    side = side_of(sim, before, {uid for uid, _ in bodies}, "wechatpy")
+    side = side_of(sim, mark, {uid for uid, _ in bodies}, "wechatpy")
     return len(bodies) / seconds, seconds, side
 
 
@@ -373,11 +392,15 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=100, help="[delivery] batch_size")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=900, help="limit for dispatch's run")
+    ap.add_argument("--dispatch-cmd", help="how to run dispatch (default: this python -m dispatch), "
+                    "e.g. under a profiler or to measure a patched build")
     ap.add_argument("--serve-sim", metavar="HOST", help=argparse.SUPPRESS)  # the bench's child
     args = ap.parse_args()
     if args.serve_sim:
         serve_sim(args.serve_sim)
         return
+    if args.dispatch_cmd:
+        bd.DISPATCH[:] = shlex.split(args.dispatch_cmd)
 
     children = bd.Children()
 
@@ -395,10 +418,12 @@ def main() -> None:
         say(f"  dispatch send --wait: first sent after {res.first_sent_seconds:.2f}s, all sent after "
             f"{res.seconds:.2f}s (CLI exit {res.cli_seconds:.2f}s): {res.rate:,.0f}/s end to end, "
             f"{res.steady_rate:,.0f}/s after the first; {res.side.calls} calls, "
-            f"{res.side.token_requests} gettoken; peak RSS {res.peak_rss_mb:.0f} MiB")
+            f"{res.side.token_requests} gettoken; peak RSS {res.peak_rss_mb:.0f} MiB; CPU s: stand-in "
+            f"{res.side.sim_cpu:.1f}, whole machine {res.side.machine_cpu:.1f}")
         base_rate, base_s, base = naive(sim, res.bodies)
         say(f"  wechatpy loop: {len(res.bodies)} in {base_s:.2f}s: {base_rate:,.0f}/s; "
-            f"{base.calls} calls, {base.token_requests} gettoken")
+            f"{base.calls} calls, {base.token_requests} gettoken; CPU s: stand-in {base.sim_cpu:.1f}, "
+            f"whole machine {base.machine_cpu:.1f}")
         avg = sum(len(json.dumps(b, ensure_ascii=False).encode()) for _, b in res.bodies) / len(res.bodies)
         say(f"dispatch {res.rate:,.0f}/s vs wechatpy loop {base_rate:,.0f}/s: ratio {res.rate / base_rate:.3f}; "
             f"stand-in delivered {res.side.delivered} + {base.delivered}, dropped 0; "
@@ -421,6 +446,8 @@ def main() -> None:
             "first_sent_seconds": round(res.first_sent_seconds, 2),
             "steady_rate": round(res.steady_rate, 1),
             "avg_body_bytes": round(avg),
+            "sim_cpu_seconds": round(res.side.sim_cpu, 2),
+            "baseline_sim_cpu_seconds": round(base.sim_cpu, 2),
             "batch_size": args.batch_size,
             "pacing": "rate_per_minute=0, quiet_minutes=[] (defaults: 600 calls/min, nothing at :00 and :30)",
             "rss": "the dispatch send --wait process",
