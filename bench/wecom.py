@@ -15,6 +15,11 @@ runs as its own process on loopback and takes both sides:
   reader one after the other. Its bodies are the very ones dispatch sent (rendered again
   here before the clock starts, with each delivery's token): the loop only sends.
 
+Every answer of the stand-in waits `--latency-ms` (30 ms by default) after the call is
+done: loopback answers in about a millisecond, the real API across the internet in tens
+of them, and what dispatch does with that wait (4 calls in flight; wechatpy's loop has
+one) is what a real send feels. `--latency-ms 0` measures the bare CPU cost of each side.
+
 The stand-in's counters (gettoken and message/send calls, messages delivered and dropped,
 and who got them) are read before and after each side through one extra read-only route
 the bench adds to it; the bench stops unless each side delivered exactly one message to
@@ -33,6 +38,7 @@ the bench creates its own database and drops it afterwards.
 
     .venv/bin/python bench/wecom.py [--readers 2000] [--database sqlite|postgresql]
         [--message-type news|textcard|markdown|template_card] [--batch-size 100]
+        [--latency-ms 30]
 
 Prints a summary to stderr and, last, one JSON line on stdout.
 """
@@ -92,7 +98,7 @@ say = bd.say
 # -- the stand-in, in its own process -------------------------------------------------------
 
 
-def serve_sim(host: str) -> None:
+def serve_sim(host: str, latency: float) -> None:
     """Child mode (--serve-sim): `dispatch wecom-sim`'s server (WecomSim + serve_forever)
     with no folder, plus a read-only route for its counters; prints its URL first."""
     from starlette.requests import Request
@@ -101,7 +107,7 @@ def serve_sim(host: str) -> None:
 
     from dispatch.wecom_sim import WecomSim, listen, serve_forever
 
-    sim = WecomSim(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID)
+    sim = WecomSim(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID, latency=latency)
 
     async def counters(request: Request) -> JSONResponse:
         since = int(request.query_params.get("since", "0"))
@@ -127,11 +133,12 @@ class Counts:
 
 
 class Sim:
-    def __init__(self, children: Any, workdir: Path) -> None:
+    def __init__(self, children: Any, workdir: Path, latency: float) -> None:
         self.log = workdir / "wecom-sim.log"
         with self.log.open("wb") as err:
             self.proc = children.start(
-                [sys.executable, __file__, "--serve-sim", "127.0.0.1"],
+                [sys.executable, __file__, "--serve-sim", "127.0.0.1", "--latency-ms",
+                 str(latency * 1000)],
                 stdout=subprocess.PIPE, stderr=err,
             )
         line = self.proc.stdout.readline().decode().strip()
@@ -394,10 +401,13 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=900, help="limit for dispatch's run")
     ap.add_argument("--dispatch-cmd", help="how to run dispatch (default: this python -m dispatch), "
                     "e.g. under a profiler or to measure a patched build")
+    ap.add_argument("--latency-ms", type=float, default=30.0,
+                    help="how long the stand-in waits before each answer: the round trip to "
+                    "qyapi.weixin.qq.com that loopback lacks (0: loopback as it is)")
     ap.add_argument("--serve-sim", metavar="HOST", help=argparse.SUPPRESS)  # the bench's child
     args = ap.parse_args()
     if args.serve_sim:
-        serve_sim(args.serve_sim)
+        serve_sim(args.serve_sim, args.latency_ms / 1000)
         return
     if args.dispatch_cmd:
         bd.DISPATCH[:] = shlex.split(args.dispatch_cmd)
@@ -410,10 +420,10 @@ def main() -> None:
     signal.signal(signal.SIGTERM, on_signal)
     workdir = Path(tempfile.mkdtemp(prefix="dispatch-bench-wecom-"))
     try:
-        sim = Sim(children, workdir)
+        sim = Sim(children, workdir, args.latency_ms / 1000)
         say(f"wecom sim (own process) at {sim.base_url}; {os.cpu_count()} CPUs")
         say(f"[{args.readers} readers, {args.database}, {args.message_type}; "
-            "rate_per_minute = 0, quiet_minutes = []]")
+            f"rate_per_minute = 0, quiet_minutes = []; {args.latency_ms:g} ms per answer]")
         res = run_dispatch(children, sim, args, workdir)
         say(f"  dispatch send --wait: first sent after {res.first_sent_seconds:.2f}s, all sent after "
             f"{res.seconds:.2f}s (CLI exit {res.cli_seconds:.2f}s): {res.rate:,.0f}/s end to end, "
@@ -449,6 +459,7 @@ def main() -> None:
             "sim_cpu_seconds": round(res.side.sim_cpu, 2),
             "baseline_sim_cpu_seconds": round(base.sim_cpu, 2),
             "batch_size": args.batch_size,
+            "latency_ms": args.latency_ms,
             "pacing": "rate_per_minute=0, quiet_minutes=[] (defaults: 600 calls/min, nothing at :00 and :30)",
             "rss": "the dispatch send --wait process",
         }), flush=True)

@@ -96,6 +96,15 @@ def sessions(db_url):
 
 
 @pytest.fixture
+def sqlite_sessions(sqlite_url):
+    """Sessions on a fresh SQLite file, for tests where the database's kind is no matter."""
+    engine = make_engine(sqlite_url)
+    migrate(engine)
+    yield session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture
 def pg_sessions(pg_database):
     """Sessions on an empty PostgreSQL database, for behaviour only it has."""
     _truncate_pg(pg_database)

@@ -11,11 +11,9 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy.orm import Session, sessionmaker
 
 from dispatch.clock import utcnow
 from dispatch.db.models import WecomToken
-from dispatch.db.session import make_engine, migrate, session_factory
 from dispatch.deliver.wecom_api import WecomApi, WecomError, WecomTimeout, WecomUnreachable
 from dispatch.wecom_sim import WecomSim
 
@@ -35,14 +33,6 @@ def served() -> Iterator[WecomSim]:
 def sim(served: WecomSim) -> WecomSim:
     served.reset()
     return served
-
-
-@pytest.fixture
-def lite(sqlite_url) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(sqlite_url)
-    migrate(engine)
-    yield session_factory(engine)
-    engine.dispose()
 
 
 def api_for(sim: WecomSim, sessions, **kw) -> WecomApi:
@@ -78,9 +68,9 @@ def test_token_is_fetched_once_and_shared_through_the_database(sim, sessions):
         assert row.expires_at - row.fetched_at == timedelta(seconds=7200)
 
 
-def test_token_is_refreshed_before_it_expires(sim, lite):
+def test_token_is_refreshed_before_it_expires(sim, sqlite_sessions):
     now = [utcnow()]
-    api = api_for(sim, lite, now=lambda: now[0])
+    api = api_for(sim, sqlite_sessions, now=lambda: now[0])
     first = run(api.access_token())
     now[0] += timedelta(seconds=7200 - 301)  # still 5 min 1 s to go: kept
     assert run(api.access_token()) == first and sim.token_requests == 1
@@ -90,8 +80,8 @@ def test_token_is_refreshed_before_it_expires(sim, lite):
 
 
 @pytest.mark.parametrize("how", ["expired", "40014"])
-def test_a_refused_token_is_refreshed_once_and_the_call_retried(sim, lite, how):
-    api = api_for(sim, lite)
+def test_a_refused_token_is_refreshed_once_and_the_call_retried(sim, sqlite_sessions, how):
+    api = api_for(sim, sqlite_sessions)
     run(api.access_token())
     if how == "expired":
         sim.expire_tokens()  # 42001
@@ -103,8 +93,8 @@ def test_a_refused_token_is_refreshed_once_and_the_call_retried(sim, lite, how):
     assert len(sim.delivered) == 1
 
 
-def test_no_refresh_loop_when_the_fresh_token_is_refused_too(sim, lite):
-    api = api_for(sim, lite)
+def test_no_refresh_loop_when_the_fresh_token_is_refused_too(sim, sqlite_sessions):
+    api = api_for(sim, sqlite_sessions)
     sim.fail_next(40014, times=5)
     with pytest.raises(WecomError) as caught:
         run(api.send(body("zhangsan")))
@@ -114,11 +104,11 @@ def test_no_refresh_loop_when_the_fresh_token_is_refused_too(sim, lite):
 
 
 @pytest.mark.parametrize(("field", "errcode"), [("secret", 40001), ("corp", 40013)])
-def test_wrong_credentials_are_an_error_without_retry_nor_secret(sim, lite, field, errcode, caplog):
+def test_wrong_credentials_are_an_error_without_retry_nor_secret(sim, sqlite_sessions, field, errcode, caplog):
     caplog.set_level(logging.DEBUG)
     wrong = "wrong-" + SECRET
-    api = (api_for(sim, lite, secret=wrong) if field == "secret"
-           else WecomApi("wwother", AGENT, SECRET, lite, api_base_url=sim.base_url))
+    api = (api_for(sim, sqlite_sessions, secret=wrong) if field == "secret"
+           else WecomApi("wwother", AGENT, SECRET, sqlite_sessions, api_base_url=sim.base_url))
     with pytest.raises(WecomError) as caught:
         run(api.send(body("zhangsan")))
     assert caught.value.errcode == errcode
@@ -127,33 +117,33 @@ def test_wrong_credentials_are_an_error_without_retry_nor_secret(sim, lite, fiel
 
 
 @pytest.mark.parametrize("errcode", [45009, 45033, -1])
-def test_limits_and_busy_are_errors_with_their_code(sim, lite, errcode):
-    api = api_for(sim, lite)
+def test_limits_and_busy_are_errors_with_their_code(sim, sqlite_sessions, errcode):
+    api = api_for(sim, sqlite_sessions)
     sim.fail_next(errcode)
     with pytest.raises(WecomError) as caught:
         run(api.send(body("zhangsan")))
     assert caught.value.errcode == errcode and sim.send_calls == 1  # 45009: no retry either
 
 
-def test_http_500_is_an_error_without_errcode(sim, lite):
-    api = api_for(sim, lite)
+def test_http_500_is_an_error_without_errcode(sim, sqlite_sessions):
+    api = api_for(sim, sqlite_sessions)
     sim.fail_http(500)
     with pytest.raises(WecomError) as caught:
         run(api.send(body("zhangsan")))
     assert caught.value.errcode is None and "HTTP 500" in str(caught.value)
 
 
-def test_81013_keeps_the_answer(sim, lite):
+def test_81013_keeps_the_answer(sim, sqlite_sessions):
     with pytest.raises(WecomError) as caught:
-        run(api_for(sim, lite).send(body("nobody|ghost")))
+        run(api_for(sim, sqlite_sessions).send(body("nobody|ghost")))
     assert caught.value.errcode == 81013
     assert caught.value.result["invaliduser"] == "nobody|ghost"
 
 
-def test_timeout_during_gettoken_hides_secret(sim, lite, caplog):
+def test_timeout_during_gettoken_hides_secret(sim, sqlite_sessions, caplog):
     caplog.set_level(logging.DEBUG)
     sim.delay(0.6, endpoint="gettoken")
-    api = api_for(sim, lite, timeout_seconds=0.2)
+    api = api_for(sim, sqlite_sessions, timeout_seconds=0.2)
     with pytest.raises(WecomTimeout) as caught:
         run(api.access_token())
     assert isinstance(caught.value, TimeoutError)
@@ -161,9 +151,9 @@ def test_timeout_during_gettoken_hides_secret(sim, lite, caplog):
     assert "gettoken" in str(caught.value)
 
 
-def test_timeout_during_send_hides_token(sim, lite, caplog):
+def test_timeout_during_send_hides_token(sim, sqlite_sessions, caplog):
     caplog.set_level(logging.DEBUG)
-    api = api_for(sim, lite, timeout_seconds=0.2)
+    api = api_for(sim, sqlite_sessions, timeout_seconds=0.2)
     token = run(api.access_token())
     sim.delay(0.6)
     with pytest.raises(WecomTimeout) as caught:
@@ -172,12 +162,12 @@ def test_timeout_during_send_hides_token(sim, lite, caplog):
     assert SECRET not in caplog.text
 
 
-def test_unreachable_server_hides_secret(lite, caplog):
+def test_unreachable_server_hides_secret(sqlite_sessions, caplog):
     caplog.set_level(logging.DEBUG)
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    api = WecomApi(CORP, AGENT, SECRET, lite, api_base_url=f"http://127.0.0.1:{port}",
+    api = WecomApi(CORP, AGENT, SECRET, sqlite_sessions, api_base_url=f"http://127.0.0.1:{port}",
                    timeout_seconds=2)
     with pytest.raises(WecomUnreachable) as caught:
         run(api.access_token())
@@ -188,7 +178,7 @@ def test_unreachable_server_hides_secret(lite, caplog):
     assert SECRET not in repr(api)
 
 
-def test_send_text(sim, lite):
-    answer = run(api_for(sim, lite).send_text("LiSi", "已退订"))
+def test_send_text(sim, sqlite_sessions):
+    answer = run(api_for(sim, sqlite_sessions).send_text("LiSi", "已退订"))
     assert answer["errcode"] == 0
     assert sim.delivered_to("lisi")[0]["text"] == {"content": "已退订"}

@@ -266,7 +266,13 @@ def test_unknown_events_are_accepted_and_ignored(world):
     answer = world.post(
         f"<xml><ToUserName>{CORP}</ToUserName><FromUserName>WangJianGuo</FromUserName>"
         "<CreateTime>1408091189</CreateTime><MsgType>event</MsgType>"
-        "<Event>enter_agent</Event><EventKey></EventKey><AgentID>1</AgentID></xml>")
+        "<Event>enter_agent</Event><EventKey></EventKey><AgentID>1000002</AgentID></xml>")
+    assert (answer.status, answer.body) == (200, b"")
+    assert world.counts() == (inbound + 1, feedback, changes)
+    # A text to another app of the corp (signed with the same settings): not ours.
+    other = world.text_xml("wangjianguo", "给另一个应用的消息").replace(
+        "<AgentID>1000002</AgentID>", "<AgentID>1000003</AgentID>")
+    answer = world.post(other)
     assert (answer.status, answer.body) == (200, b"")
     assert world.counts() == (inbound + 1, feedback, changes)
 

@@ -11,10 +11,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy.orm import Session, sessionmaker
 
 from dispatch.config import Config, WecomConfig
-from dispatch.db.session import make_engine, migrate, session_factory
 from dispatch.deliver.channel import Outcome, Outgoing
 from dispatch.deliver.pacing import MemberWindow, quiet_wait
 from dispatch.deliver.wecom import WecomChannel
@@ -40,14 +38,6 @@ def served() -> Iterator[WecomSim]:
 def sim(served: WecomSim) -> WecomSim:
     served.reset()
     return served
-
-
-@pytest.fixture
-def lite(sqlite_url) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(sqlite_url)
-    migrate(engine)
-    yield session_factory(engine)
-    engine.dispose()
 
 
 def channel_for(sim: WecomSim, sessions, *, timeout: float = 5.0, agent: int = AGENT, **kw) -> WecomChannel:
@@ -87,17 +77,17 @@ def kinds(outcomes: list[Outcome]) -> list[str]:
 # -- answers ------------------------------------------------------------------------
 
 
-def test_one_call_per_reader_each_sent_with_its_msgid(sim, lite):
-    outcomes = push(channel_for(sim, lite), [message(1, "zhangsan"), message(2, "LiSi")])
+def test_one_call_per_reader_each_sent_with_its_msgid(sim, sqlite_sessions):
+    outcomes = push(channel_for(sim, sqlite_sessions), [message(1, "zhangsan"), message(2, "LiSi")])
     assert kinds(outcomes) == ["sent", "sent"]
     assert sim.send_calls == 2 and len({o.provider_id for o in outcomes}) == 2
     assert sim.delivered_to("lisi")[0]["textcard"]["description"] == "第2份"
 
 
-def test_identical_bodies_share_a_call_and_only_named_users_fail(sim, lite):
+def test_identical_bodies_share_a_call_and_only_named_users_fail(sim, sqlite_sessions):
     batch = [message(1, "zhangsan", "同一份"), message(2, "ghost", "同一份"),
              message(3, "zhaoliu", "同一份"), message(4, "LiSi", "同一份"), message(5, "wangwu", "另一份")]
-    outcomes = push(channel_for(sim, lite), batch)
+    outcomes = push(channel_for(sim, sqlite_sessions), batch)
     assert kinds(outcomes) == ["sent", "permanent", "permanent", "sent", "sent"]
     assert "invaliduser" in outcomes[1].detail and "unlicenseduser" in outcomes[2].detail
     assert sim.send_calls == 2  # four readers in one call, one in another
@@ -105,44 +95,44 @@ def test_identical_bodies_share_a_call_and_only_named_users_fail(sim, lite):
     assert sorted(d.member for d in sim.delivered) == ["lisi", "wangwu", "zhangsan"]
 
 
-def test_a_call_takes_at_most_1000_userids(sim, lite):
+def test_a_call_takes_at_most_1000_userids(sim, sqlite_sessions):
     sim.members = None  # everyone exists
     try:
         batch = [message(i, f"u{i}", "同一份") for i in range(1, 1002)]
-        outcomes = push(channel_for(sim, lite), batch)
+        outcomes = push(channel_for(sim, sqlite_sessions), batch)
     finally:
         sim.members = MEMBERS
     assert set(kinds(outcomes)) == {"sent"} and sim.send_calls == 2
     assert len(sim.delivered) == 1001
 
 
-def test_81013_fails_the_calls_deliveries_permanently(sim, lite):
-    outcomes = push(channel_for(sim, lite), [message(1, "ghost", "同"), message(2, "nobody", "同")])
+def test_81013_fails_the_calls_deliveries_permanently(sim, sqlite_sessions):
+    outcomes = push(channel_for(sim, sqlite_sessions), [message(1, "ghost", "同"), message(2, "nobody", "同")])
     assert kinds(outcomes) == ["permanent", "permanent"] and "81013" in outcomes[0].detail
 
 
 @pytest.mark.parametrize("fault", [45009, 45033, -1, 99999, "http500", "timeout"])
-def test_limits_busy_5xx_and_timeouts_are_temporary(sim, lite, fault):
+def test_limits_busy_5xx_and_timeouts_are_temporary(sim, sqlite_sessions, fault):
     if fault == "http500":
         sim.fail_http(500)
     elif fault == "timeout":
         sim.delay(0.6)
     else:
         sim.fail_next(fault)
-    outcomes = push(channel_for(sim, lite, timeout=0.25), [message(1, "zhangsan")])
+    outcomes = push(channel_for(sim, sqlite_sessions, timeout=0.25), [message(1, "zhangsan")])
     assert kinds(outcomes) == ["temporary"]
 
 
-def test_a_wrong_agent_is_temporary_with_an_error_for_the_operator(sim, lite, caplog):
-    outcomes = push(channel_for(sim, lite, agent=42), [message(1, "zhangsan", agent=42), message(2, "LiSi", agent=42)])
+def test_a_wrong_agent_is_temporary_with_an_error_for_the_operator(sim, sqlite_sessions, caplog):
+    outcomes = push(channel_for(sim, sqlite_sessions, agent=42), [message(1, "zhangsan", agent=42), message(2, "LiSi", agent=42)])
     assert kinds(outcomes) == ["temporary", "temporary"]
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "agent_id" in errors[0].getMessage()  # once per push
     assert SECRET not in caplog.text
 
 
-def test_a_wrong_secret_asks_for_a_token_once_per_push(sim, lite, caplog):
-    api = WecomApi(CORP, AGENT, "not-" + SECRET, lite, api_base_url=sim.base_url)
+def test_a_wrong_secret_asks_for_a_token_once_per_push(sim, sqlite_sessions, caplog):
+    api = WecomApi(CORP, AGENT, "not-" + SECRET, sqlite_sessions, api_base_url=sim.base_url)
     outcomes = push(WecomChannel(api, rate_per_minute=0, quiet_minutes=()),
                     [message(i, "zhangsan") for i in range(1, 7)])
     assert kinds(outcomes) == ["temporary"] * 6 and sim.token_requests == 1
@@ -151,21 +141,21 @@ def test_a_wrong_secret_asks_for_a_token_once_per_push(sim, lite, caplog):
     assert len(errors) == 1 and "40001" in errors[0] and SECRET not in caplog.text
 
 
-def test_a_retried_call_does_not_deliver_twice(sim, lite):
+def test_a_retried_call_does_not_deliver_twice(sim, sqlite_sessions):
     """The server took the call but its answer came too late: temporary; the retry (same
     body) is recognised by the duplicate check and answered ok, nothing delivered again."""
     sim.delay(0.6)
-    first = push(channel_for(sim, lite, timeout=0.25), [message(1, "zhangsan")])
+    first = push(channel_for(sim, sqlite_sessions, timeout=0.25), [message(1, "zhangsan")])
     assert kinds(first) == ["temporary"] and len(sim.delivered) == 1
-    again = push(channel_for(sim, lite), [message(1, "zhangsan")])
+    again = push(channel_for(sim, sqlite_sessions), [message(1, "zhangsan")])
     assert kinds(again) == ["sent"] and len(sim.delivered) == 1
     assert again[0].provider_id == sim.delivered[0].msgid
 
 
-def test_incomplete_config_is_refused(lite):
+def test_incomplete_config_is_refused(sqlite_sessions):
     config = Config(wecom=WecomConfig(enabled=True, corp_id=CORP, agent_id=0))
     with pytest.raises(Refused) as caught:
-        WecomChannel.from_config(config, lite)
+        WecomChannel.from_config(config, sqlite_sessions)
     assert "DISPATCH_WECOM_SECRET" in str(caught.value) and "agent_id" in str(caught.value)
     assert "corp_id" not in str(caught.value)
 
@@ -210,7 +200,7 @@ def test_member_window():
     assert window._sent == {}
 
 
-def test_channel_waits_out_a_quiet_minute(sim, lite):
+def test_channel_waits_out_a_quiet_minute(sim, sqlite_sessions):
     now = [at(10, 30, 20)]
     slept: list[float] = []
 
@@ -218,21 +208,21 @@ def test_channel_waits_out_a_quiet_minute(sim, lite):
         slept.append(seconds)
         now[0] += timedelta(seconds=seconds)
 
-    channel = channel_for(sim, lite, quiet_minutes=(0, 30), now=lambda: now[0], sleep=sleep)
+    channel = channel_for(sim, sqlite_sessions, quiet_minutes=(0, 30), now=lambda: now[0], sleep=sleep)
     assert kinds(push(channel, [message(1, "zhangsan")])) == ["sent"]
     assert slept == [40.0]
 
 
-def test_channel_keeps_under_the_member_limit_the_server_enforces(sim, lite):
+def test_channel_keeps_under_the_member_limit_the_server_enforces(sim, sqlite_sessions):
     """31 messages to one member in a minute: the server would drop one silently; the
     channel sends 30 and keeps the last for later."""
     batch = [message(i, "wangwu") for i in range(1, 32)]
-    outcomes = push(channel_for(sim, lite, monotonic=lambda: 5000.0), batch)
+    outcomes = push(channel_for(sim, sqlite_sessions, monotonic=lambda: 5000.0), batch)
     assert kinds(outcomes) == ["sent"] * 30 + ["temporary"]
     assert "member limit" in outcomes[-1].detail
     assert len(sim.delivered) == 30 and not sim.dropped
     # Without the window, the server would have answered ok and dropped it.
-    unpaced = channel_for(sim, lite, window=MemberWindow(per_minute=100))
+    unpaced = channel_for(sim, sqlite_sessions, window=MemberWindow(per_minute=100))
     assert kinds(push(unpaced, [message(99, "wangwu")])) == ["sent"]
     assert len(sim.dropped) == 1
 

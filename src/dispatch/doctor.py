@@ -457,9 +457,10 @@ async def check_wecom(config: Config, *, database_ready: bool) -> Finding:
         return problem(WECOM, "没有设置 " + "、".join(missing),
                        "在配置的 [wecom] 一节填写企业 ID（corp_id）和应用的 agent_id，"
                        "应用的密钥放在环境变量 $DISPATCH_WECOM_SECRET")
-    if not database_ready:
-        return warning(WECOM, "没有检查访问令牌：令牌存在数据库里，而数据库有问题",
-                       "先解决上面数据库的问题，再运行 dispatch doctor")
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    from dispatch.db.models import WecomToken
     from dispatch.deliver.wecom_api import WecomApi, WecomError, WecomTimeout, WecomUnreachable
     from dispatch.runtime import Runtime
 
@@ -467,8 +468,16 @@ async def check_wecom(config: Config, *, database_ready: bool) -> Finding:
     network = f"检查 [wecom] api_base_url（{base}）和本机能否访问它（防火墙、代理）"
     runtime = Runtime(config)
     try:
-        # The database check found the schema current: opening it migrates nothing.
-        api = WecomApi.from_config(config, runtime.sessions)
+        if database_ready:
+            # The database check found the schema current: opening it migrates nothing.
+            sessions = runtime.sessions
+        else:
+            # The token is kept in the database, which has a problem of its own (above):
+            # the secret is still worth checking, with a token kept nowhere.
+            scratch = create_engine("sqlite://")
+            WecomToken.metadata.create_all(scratch, tables=[WecomToken.__table__])  # type: ignore[list-item]
+            sessions = sessionmaker(scratch)
+        api = WecomApi.from_config(config, sessions)
         try:
             await api.access_token(refresh=True)
         finally:

@@ -70,6 +70,9 @@ class WecomSim:
     expires_in: int = 7200
     folder: Path | None = None  # each delivered message as a JSON file
     clock: Callable[[], float] = time.monotonic
+    # Seconds every answer waits (after the call is done): the round trip to the real
+    # API, which loopback lacks; for benchmarks (a delay() asked for replaces it).
+    latency: float = 0.0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -160,7 +163,7 @@ class WecomSim:
         before the wait, as when a real answer is lost on the way back."""
         with self._lock:
             delays = self._delays[endpoint]
-            seconds = delays.popleft() if delays else 0.0
+            seconds = delays.popleft() if delays else self.latency
         if seconds:
             await asyncio.sleep(seconds)
         return answer

@@ -81,6 +81,7 @@ class Inbound:
     event_key: str = ""
     task_id: str = ""
     card_type: str = ""
+    agent_id: str = ""  # AgentID: the app it was sent to
     raw: bytes = b""
 
     @property
@@ -129,6 +130,7 @@ def parse(xml: bytes) -> Inbound:
         event_key=text_of(root, "EventKey"),
         task_id=text_of(root, "TaskId"),
         card_type=text_of(root, "CardType"),
+        agent_id=text_of(root, "AgentID"),
         raw=xml,
     )
 

@@ -16,6 +16,7 @@ Refused, with nothing stored: a body over MAX_BODY_BYTES (413); XML with a DOCTY
 entity, or no ``Encrypt`` (400); a bad signature, another corp id (the outer and inner
 ToUserName, and the corp id inside the ciphertext: wechatpy's InvalidCorpIdException), a
 timestamp more than WINDOW_SECONDS from now, a ciphertext that does not decrypt (403).
+Accepted and ignored (200, nothing stored): a message for another AgentID.
 The signature check and decryption are wechatpy's ``WeChatCrypto``; the outer XML is read
 with defusedxml and handed over as ``{"Encrypt": …}``, so wechatpy's own xmltodict
 parsing never sees the body.
@@ -107,6 +108,7 @@ class WecomCallback:
         self.runtime = runtime
         self.crypto = crypto
         self.corp_id = runtime.config.wecom.corp_id
+        self.agent_id = str(runtime.config.wecom.agent_id)
         self.send_text = send_text
         self.clock = clock
         self.place = Place(runtime.config.web.base_url, runtime.config.smtp.reply_domain)
@@ -188,6 +190,11 @@ class WecomCallback:
         if inbound.to_user and inbound.to_user != self.corp_id:
             log.warning("wecom callback: refused (another corp id inside)")
             return 403, None
+        if inbound.agent_id and inbound.agent_id != self.agent_id:
+            # Genuine (signed with our token and key), but for another app of the corp
+            # sharing the callback settings: not ours to store; 200 so it is not retried.
+            log.warning("wecom callback: ignored (for agent %s, not ours)", inbound.agent_id)
+            return 200, Stored("ignored")
         try:
             with transaction(self.runtime.sessions) as session:
                 stored = wecom_inbound.store(session, inbound, self.place)
