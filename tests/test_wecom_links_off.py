@@ -136,3 +136,28 @@ def test_template_card_without_personal_links_is_refused(dispatch_sqlite, sim, m
         assert r.exit_code == 1, (args, r)
         assert "message_type" in r.stderr and "personal_links" in r.stderr and "需要" in r.stderr
         assert SECRET not in r.stderr + r.stdout
+
+
+def test_issues_stored_before_0008_get_their_own_key_and_keep_their_content(dispatch_sqlite):
+    from alembic import command
+    from conftest import SAMPLE_ISSUE
+    from sqlalchemy import text
+
+    from dispatch.db.session import alembic_config, make_engine, migrate
+
+    for again in ([], ["--again"]):
+        dispatch_sqlite.ok("issues", "ingest", str(SAMPLE_ISSUE), *again)
+    engine = make_engine(dispatch_sqlite.db_url)
+    query = text("SELECT web_key, (SELECT count(*) FROM sections WHERE issue_id = issues.id) FROM issues")
+    try:
+        with engine.connect() as conn:
+            sections = sorted(n for _, n in conn.execute(query))
+        command.downgrade(alembic_config(engine), "0007")  # as an installation before 0008
+        assert migrate(engine) is True
+        with engine.connect() as conn:
+            rows = conn.execute(query).all()
+    finally:
+        engine.dispose()
+    keys = [k for k, _ in rows]
+    assert sorted(n for _, n in rows) == sections and sections[0] > 0  # nothing cascaded
+    assert len(set(keys)) == 2 and all(re.fullmatch(r"[a-z2-7]{32}", k) for k in keys)
