@@ -100,6 +100,10 @@ class WecomConfig:
     agent_id: int = 0
     api_base_url: str = "https://qyapi.weixin.qq.com"
     message_type: str = "news"  # news | textcard | markdown | template_card
+    # Each reader's links carry their delivery's token (opens, clicks, votes, 调整关注).
+    # False: no token and no greeting, so readers of one variant share one call, and
+    # links lead to the issue's own pages (/i/KEY); nothing is tracked.
+    personal_links: bool = True
     # Calls to message/send per minute, across the process (0: no cap).
     rate_per_minute: int = 600
     timeout_seconds: float = 10.0

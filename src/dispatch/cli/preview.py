@@ -77,6 +77,10 @@ def preview(
     if format_ not in FORMATS:
         raise typer.BadParameter(f"只能是 {'、'.join(FORMATS)} 之一", param_hint="--format")
     runtime = runtime_of(ctx)
+    if format_ == "wecom":
+        from dispatch.deliver.wecom import check_links
+
+        check_links(runtime.config)  # what could not be sent is not previewed either
     with transaction(runtime.sessions) as session:
         issue = editorial.get_issue(session, issue_id)
         found = find_reader(session, recipient)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from dispatch.clock import utcnow
 from dispatch.industries import TAG_CODES
+from dispatch.track.tokens import new_token
 
 # Stable constraint names so Alembic migrations read the same on SQLite and PostgreSQL.
 NAMING = {
@@ -93,6 +94,10 @@ class Issue(Base):
     # its outbox is complete, and a fan-out cut short by a crash is resumed.
     planned: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # The key of the issue's pages that need no delivery (/i/KEY, track.links.IssueLinks:
+    # WeChat Work messages without personal links). Unguessable, like a token; made with
+    # the issue (no race to make it later); migration 0008 gave the older issues theirs.
+    web_key: Mapped[str | None] = mapped_column(String(32), unique=True, index=True, default=new_token)
 
     sections: Mapped[list[Section]] = relationship(
         back_populates="issue", order_by="Section.position", cascade="all, delete-orphan"

@@ -57,7 +57,7 @@ from dispatch.deliver.pacing import MemberWindow, quiet_wait
 from dispatch.deliver.ratelimit import TokenBucket
 from dispatch.deliver.wecom_api import WecomApi, WecomError, WecomTimeout, WecomUnreachable
 from dispatch.errors import Refused
-from dispatch.render.wecom import DUPLICATE_CHECK_INTERVAL
+from dispatch.render.wecom import DUPLICATE_CHECK_INTERVAL, TEMPLATE_CARD
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -114,6 +114,19 @@ def check_config(config: Config) -> None:
         raise Refused(f"[wecom] quiet_minutes = {w.quiet_minutes}：应为 0 到 59 之间的分钟，且不能是全部 60 分钟")
     if w.timeout_seconds <= 0:
         raise Refused(f"[wecom] timeout_seconds = {w.timeout_seconds}：必须大于 0")
+    check_links(config)
+
+
+def check_links(config: Config) -> None:
+    """A template card's buttons come back by the delivery's token (task_id): without
+    personal links there is none to give them."""
+    w = config.wecom
+    if w.message_type == TEMPLATE_CARD and not w.personal_links:
+        raise Refused(
+            f'[wecom] message_type = "{TEMPLATE_CARD}" 需要 [wecom] personal_links = true：'
+            "卡片上的“有用/没用”按钮要靠每位读者自己的链接标识回传。"
+            "请把 personal_links 改为 true，或把 message_type 改为 news、textcard 或 markdown"
+        )
 
 
 @dataclass

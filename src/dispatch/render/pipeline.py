@@ -28,7 +28,7 @@ from dispatch.render.views import (
     interests_words,
     tags_of,
 )
-from dispatch.track.links import Links
+from dispatch.track.links import IssueLinks, Links
 
 if TYPE_CHECKING:
     from dispatch.config import Config
@@ -103,6 +103,10 @@ class IssueRenderer:
     from_addr: str
     wecom_msgtype: str = "news"
     wecom_agentid: int = 0
+    # False: WeChat Work messages carry no token and no greeting and link to the issue's
+    # own pages (web_key), so every reader of a variant gets the same body.
+    wecom_personal: bool = True
+    web_key: str | None = None  # Issue.web_key
     _bodies: dict[Selection, SelectionBodies] = field(default_factory=dict)
     _email: dict[EmailKey, EmailVariant] = field(default_factory=dict)
     _email_by_interests: dict[tuple[bool, frozenset[str]], EmailVariant] = field(default_factory=dict)
@@ -121,6 +125,8 @@ class IssueRenderer:
             from_addr=config.smtp.from_,
             wecom_msgtype=config.wecom.message_type,
             wecom_agentid=config.wecom.agent_id,
+            wecom_personal=config.wecom.personal_links,
+            web_key=issue.web_key,
         )
 
     @property
@@ -133,6 +139,12 @@ class IssueRenderer:
 
     def links(self, token: str) -> Links:
         return Links(self.base_url, self.reply_domain, token)
+
+    def issue_links(self) -> IssueLinks:
+        """The issue's own pages (/i/KEY), the same for every reader."""
+        if not self.web_key:  # every issue has one (the model's default, migration 0008)
+            raise ValueError(f"issue {self.view.id} has no web key")
+        return IssueLinks(self.base_url, self.web_key)
 
     def selection(self, reader: ReaderView) -> Selection:
         key = (reader.follows_all, reader.industries)
@@ -233,7 +245,7 @@ class IssueRenderer:
         if variant is None:
             variant = wecom.render_variant(
                 self.digest_for(reader),
-                self.variant_links(),
+                self.variant_links() if self.wecom_personal else self.issue_links(),
                 msgtype=self.wecom_msgtype,
                 agentid=self.wecom_agentid,
             )

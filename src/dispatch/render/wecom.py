@@ -30,6 +30,13 @@ main_title.desc 44, sub_title_text 160, keyname 5, value 30, jump title 13, butt
 10), which we keep as limits. The server cuts silently past them, at any byte, so we cut
 first, at a character boundary (``truncate_utf8``, ``truncate_chars``).
 
+Without personal links (``[wecom] personal_links = false``, links as
+`track.links.IssueLinks`): no token and no greeting, so every reader of a variant gets
+the same body apart from ``touser`` and the channel sends them in shared calls. Articles
+link to the issue's own pages (``/i/KEY/a/ID``, no click redirect), the markdown form
+has no vote links, and ``template_card`` is refused (its task_id is the token; the
+configuration refuses it first: deliver.wecom.check_links).
+
 Work is split like the email: ``render_variant`` lays a variant out once, with the
 slot markers of ``dispatch.render.slots`` where the token and greeting go, and keeps it
 as JSON text; ``WecomVariant.fill_json`` splices one reader in (a few µs). Every byte
@@ -52,7 +59,7 @@ from typing import NotRequired, TypedDict
 from dispatch.masthead import BULLETIN
 from dispatch.render import slots
 from dispatch.render.views import ArticleView, Digest, IssueView
-from dispatch.track.links import VOTES, Links
+from dispatch.track.links import VOTES, IssueLinks, Links
 from dispatch.track.tokens import TOKEN_LENGTH, is_token
 
 NEWS = "news"
@@ -100,6 +107,9 @@ VOTE_BUTTONS = (("useful", "有用", 1), ("not_useful", "没用", 2))  # key, te
 # 14400 s (4 h) is the longest interval the API allows.
 ENABLE_DUPLICATE_CHECK = 1
 DUPLICATE_CHECK_INTERVAL = 14400
+
+# A variant's links: a delivery's (the token as its slot marker), or the issue's own.
+AnyLinks = Links | IssueLinks
 
 ELLIPSIS = "…"
 ZWJ = "\u200d"
@@ -262,6 +272,17 @@ def _check_content(digest: Digest) -> None:
         slots.check_free_of_slots(a.lead, f"{where}, article {a.id}: lead")
 
 
+def _open(links: AnyLinks, a: ArticleView) -> str:
+    """Where an article's entry leads: through the click redirect (recorded) with a
+    delivery's links, straight to the article page with the issue's."""
+    return links.click(a.n) if isinstance(links, Links) else links.article(a.id)
+
+
+def _greeting_slot(links: AnyLinks) -> str:
+    """The greeting's place: only in a reader's own message."""
+    return slots.GREETING if links.personal else ""
+
+
 def _meta(digest: Digest) -> str:
     bits = [digest.issue.date_text] if digest.issue.date_text and digest.issue.number else []
     if not digest.whole_issue and digest.interests:
@@ -283,12 +304,12 @@ class NewsBody(TypedDict):
     articles: list[NewsArticle]
 
 
-def _news(digest: Digest, links: Links) -> NewsBody:
+def _news(digest: Digest, links: AnyLinks) -> NewsBody:
     entries = [*_articles(digest), *digest.notes]
     items: list[NewsArticle] = []
     shown = entries if len(entries) <= NEWS_MAX_ARTICLES else entries[: NEWS_MAX_ARTICLES - 1]
     for a in shown:
-        item: NewsArticle = {"title": truncate_utf8(_one_line(a.title), TITLE_MAX_BYTES), "url": links.click(a.n)}
+        item: NewsArticle = {"title": truncate_utf8(_one_line(a.title), TITLE_MAX_BYTES), "url": _open(links, a)}
         if a.lead:
             item["description"] = truncate_utf8(_one_line(a.lead), DESCRIPTION_MAX_BYTES)
         items.append(item)
@@ -334,9 +355,9 @@ class MarkdownBody(TypedDict):
     content: str
 
 
-def _markdown(digest: Digest, links: Links) -> MarkdownBody:
+def _markdown(digest: Digest, links: AnyLinks) -> MarkdownBody:
     reserve = utf8_len(_MD_GREETING.format("")) + GREETING_MAX_BYTES
-    head = f"### {fit(masthead(digest.issue), TITLE_MAX_BYTES, md_escape)}\n{slots.GREETING}"
+    head = f"### {fit(masthead(digest.issue), TITLE_MAX_BYTES, md_escape)}\n{_greeting_slot(links)}"
     meta = _meta(digest)
     if meta:
         head += _MD_LEAD.format(md_escape(meta))
@@ -356,7 +377,7 @@ def _markdown(digest: Digest, links: Links) -> MarkdownBody:
         for a in arts:
             n = f"{count + 1}. " if a.kind != "note" else ""
             title = fit(a.title, MD_TITLE_MAX_BYTES, md_escape)
-            line = f"{n}[{title}]({links.click(a.n)})\n"
+            line = f"{n}[{title}]({_open(links, a)})\n"
             cost = _filled_bytes(line) + (0 if lines else _filled_bytes(label_line))
             last = count + 1 == total
             if used + cost + (0 if last else more_reserve) > MARKDOWN_MAX_BYTES:
@@ -373,12 +394,13 @@ def _markdown(digest: Digest, links: Links) -> MarkdownBody:
     used += _filled_bytes(more)
 
     # Pass 2: 有用 / 没用 under the recommended titles, in order, while room is left (the
-    # same links as the email's); pass 3: their leads, with what room is left then.
+    # same links as the email's; none without a delivery); pass 3: their leads, with
+    # what room is left then.
     lead_ids = {a.id for a in digest.recommended}  # for a 全部 reader: the whole issue
     votes: dict[int, str] = {}
     for _, lines in listed:
         for a, _line in lines:
-            if a.id not in lead_ids:
+            if a.id not in lead_ids or not isinstance(links, Links):
                 continue
             vote_line = _MD_VOTES.format(*(links.vote(a.id, v) for v in VOTES))
             if used + _filled_bytes(vote_line) > MARKDOWN_MAX_BYTES:
@@ -426,7 +448,7 @@ class TextCardBody(TypedDict):
     btntxt: str
 
 
-def _textcard(digest: Digest, links: Links) -> TextCardBody:
+def _textcard(digest: Digest, links: AnyLinks) -> TextCardBody:
     reserve = utf8_len(_CARD_GREETING.format("")) + GREETING_MAX_BYTES
     arts = _articles(digest)
     if digest.whole_issue:
@@ -439,7 +461,7 @@ def _textcard(digest: Digest, links: Links) -> TextCardBody:
     head = ""
     if digest.issue.number and digest.issue.date_text:
         head += f'<div class="gray">{card_escape(digest.issue.date_text)}</div>'
-    head += slots.GREETING + f'<div class="highlight">{card_escape(label)}</div>'
+    head += _greeting_slot(links) + f'<div class="highlight">{card_escape(label)}</div>'
     used = _filled_bytes(head, reserve)
     more_reserve = utf8_len(_CARD_MORE.format(9999))
     # The recommended first; the rest only for a reader with none (or the whole issue).
@@ -485,7 +507,9 @@ class TemplateCardBody(TypedDict):
     button_list: list[dict[str, object]]
 
 
-def _template_card(digest: Digest, links: Links) -> TemplateCardBody:
+def _template_card(digest: Digest, links: AnyLinks) -> TemplateCardBody:
+    if not isinstance(links, Links):
+        raise ValueError("a template_card needs personal links: its task_id is the delivery's token")
     reserve = utf8_len(_TC_GREETING.format("")) + GREETING_MAX_BYTES
     arts = _articles(digest)
     if digest.whole_issue:
@@ -512,7 +536,7 @@ def _template_card(digest: Digest, links: Links) -> TemplateCardBody:
                 "type": 1,
                 "keyname": f"{word}{i + 1}",
                 "value": truncate_chars(_one_line(a.title), TC_VALUE_MAX_CHARS),
-                "url": links.click(a.n),
+                "url": _open(links, a),
             }
             for i, a in enumerate(shown)
         ],
@@ -583,7 +607,7 @@ _GREETING_FORM: dict[str, tuple[str, Callable[[str], str]]] = {
     TEXTCARD: (_CARD_GREETING, card_escape),
     TEMPLATE_CARD: (_TC_GREETING, _one_line),
 }
-_LAYOUT: dict[str, Callable[[Digest, Links], Mapping[str, object]]] = {
+_LAYOUT: dict[str, Callable[[Digest, AnyLinks], Mapping[str, object]]] = {
     NEWS: _news, MARKDOWN: _markdown, TEXTCARD: _textcard, TEMPLATE_CARD: _template_card,
 }
 
@@ -620,16 +644,17 @@ class WecomVariant:
         return '{"touser": ' + json.dumps(touser, ensure_ascii=False) + ", " + rest[1:]
 
 
-def render_variant(digest: Digest, links: Links, *, msgtype: str, agentid: int) -> WecomVariant:
+def render_variant(digest: Digest, links: AnyLinks, *, msgtype: str, agentid: int) -> WecomVariant:
     """Lay the digest out once for every reader of the variant.
 
-    `links` must carry the slot marker as its token (`Links(base, domain, slots.TOKEN)`).
+    `links`: a delivery's, with the slot marker as its token (`Links(base, domain,
+    slots.TOKEN)`), or the issue's own (`IssueLinks`: no personal links).
     """
     if msgtype not in _LAYOUT:
         raise ValueError(f"unknown WeChat Work message type {msgtype!r}; one of {', '.join(MSGTYPES)}")
     if isinstance(agentid, bool) or not isinstance(agentid, int):
         raise ValueError(f"agentid must be an integer, not {agentid!r}")
-    if links.token != slots.TOKEN:
+    if isinstance(links, Links) and links.token != slots.TOKEN:
         raise ValueError("render_variant needs the variant's links (token = slots.TOKEN)")
     _check_content(digest)
     body = {

@@ -1,8 +1,10 @@
-"""Every URL and address a delivery's token appears in: the one place for their form."""
+"""Every URL and address a delivery's token appears in, and the URLs of an issue's
+pages that need no delivery (`IssueLinks`): the one place for their form."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 # A reader's vote on an article, as its URL writes it (and as Feedback.kind stores it).
 VOTES = ("useful", "not_useful")
@@ -19,6 +21,8 @@ class Links:
     base_url: str
     reply_domain: str
     token: str
+    # Pages show the per-delivery parts (votes, 调整关注, 退订) only for personal links.
+    personal: ClassVar[bool] = True
 
     def _url(self, path: str) -> str:
         return self.base_url.rstrip("/") + path
@@ -66,3 +70,24 @@ class Links:
         # Derived from the delivery, so a re-send carries the same id; 32 + domain
         # keeps it under ~65 characters, where headers would start to fold.
         return f"<{self.token}@{self.reply_domain}>"
+
+
+@dataclass(frozen=True)
+class IssueLinks:
+    """The issue's own pages, for messages without personal links (`[wecom]
+    personal_links = false`): the same for every reader, so no delivery behind them and
+    nothing of a reader's (votes, 调整关注, 退订) on them. `key` is the issue's
+    unguessable `web_key`; an article is linked directly, with no click redirect."""
+
+    base_url: str
+    key: str
+    personal: ClassVar[bool] = False
+
+    def _url(self, path: str) -> str:
+        return self.base_url.rstrip("/") + path
+
+    def web_view(self, page: int = 1) -> str:
+        return self._url(f"/i/{self.key}" + (f"?page={page}" if page > 1 else ""))
+
+    def article(self, article_id: int) -> str:
+        return self._url(f"/i/{self.key}/a/{article_id}")

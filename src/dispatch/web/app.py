@@ -3,6 +3,8 @@
     GET /w/{token}[?page=N]        the issue, every article in full, a large one page
                                    by page (web.pages.PAGE_ARTICLES a page; 404 if no page N)
     GET /w/{token}/a/{article_id}  one article in full (404 if not in that issue)
+    GET /i/{key}[?page=N], /i/{key}/a/{article_id}  the issue's own pages, for messages
+                                   without personal links (web.issue_pages)
     GET /c/{token}/{n}             302 to the article page of the issue's link n
     GET /o/{token}.gif             the open pixel: the same 1×1 GIF for any path under /o/
     GET /u/{token}, POST /u/{token}  unsubscribe (the page; RFC 8058 one-click)
@@ -62,7 +64,7 @@ from dispatch.track.deliveries import Delivered, DeliveryLookup, normal_token
 from dispatch.track.events import USER_AGENT_CHARS, EventHook, PageEvent
 from dispatch.track.links import Links
 from dispatch.track.tokens import is_token
-from dispatch.web import pages, preferences, wecom_callback
+from dispatch.web import issue_pages, pages, preferences, wecom_callback
 from dispatch.web.forms import read_capped
 from dispatch.web.views_cache import IssueEntry, IssueViews, TokenPage
 from dispatch.web.votes import Votes
@@ -407,14 +409,11 @@ def _form(body: bytes) -> dict[str, str]:
 
 
 def _page_number(request: Request) -> int:
-    """?page=N of /w/TOKEN: 1 without it; 404 for anything but one plain number from 1
-    (the issue's last page is checked against the issue)."""
-    values = request.query_params.getlist("page")
-    if not values:
-        return 1
-    if len(values) > 1 or not re.fullmatch(r"[1-9][0-9]{0,5}", values[0]):
+    """?page=N of /w/TOKEN (pages.page_param); 404 for a value that is no page."""
+    number = pages.page_param(request.query_params.getlist("page"))
+    if number is None:
         raise HTTPException(404)
-    return int(values[0])
+    return number
 
 
 def _one_click(body: bytes) -> bool:
@@ -439,6 +438,9 @@ def create_app(
         Route("/healthz", reader_pages.healthz, methods=["GET"]),
         *preferences.routes(runtime, reader_pages.env, SECURITY_HEADERS),
         *Votes(runtime, reader_pages.env, SECURITY_HEADERS).routes(),
+        *issue_pages.IssuePages(
+            runtime, reader_pages.views, reader_pages._entry, SECURITY_HEADERS
+        ).routes(),
         *wecom_callback.routes(runtime, wecom_send),  # none unless [wecom] is configured
     ]
     app = Starlette(

@@ -5,6 +5,7 @@ The web app (web.app) looks the delivery up and calls these; tests call them dir
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from jinja2 import Environment
@@ -12,7 +13,7 @@ from jinja2 import Environment
 from dispatch.masthead import BULLETIN
 from dispatch.render.selection import GENERAL_SCORE
 from dispatch.render.views import ArticleView, Digest, IssueView
-from dispatch.track.links import Links
+from dispatch.track.links import IssueLinks, Links
 
 ISSUE_TEMPLATE = "web_issue.html.j2"
 ARTICLE_TEMPLATE = "web_article.html.j2"
@@ -82,6 +83,16 @@ class IssuePage:
         return self.number + 1 if self.number < self.count else None
 
 
+def page_param(values: list[str]) -> int | None:
+    """The page number of ?page=N (every value given): 1 without one; None for anything
+    but one plain number from 1 (the issue's last page is checked against the issue)."""
+    if not values:
+        return 1
+    if len(values) > 1 or not re.fullmatch(r"[1-9][0-9]{0,5}", values[0]):
+        return None
+    return int(values[0])
+
+
 def page_count(articles: int) -> int:
     """Pages of an issue of `articles` articles; an empty issue is still one page."""
     return max(1, -(-articles // PAGE_ARTICLES))
@@ -108,9 +119,10 @@ def issue_slice(issue: IssueView, number: int) -> IssuePage | None:
     return IssuePage(number, count, total, start + 1, min(end, total), tuple(sections))
 
 
-def issue_page(env: Environment, digest: Digest, links: Links, number: int = 1) -> str | None:
+def issue_page(env: Environment, digest: Digest, links: Links | IssueLinks, number: int = 1) -> str | None:
     """Page `number` of the issue, its articles in full, in the issue's own order; None
-    if the issue has no such page. An issue of one page is shown without a pager."""
+    if the issue has no such page. An issue of one page is shown without a pager.
+    `links`: a delivery's, or the issue's own (IssueLinks: no votes, 调整关注 or 退订)."""
     page = issue_slice(digest.issue, number)
     if page is None:
         return None
@@ -126,7 +138,9 @@ def issue_page(env: Environment, digest: Digest, links: Links, number: int = 1) 
     )
 
 
-def article_page(env: Environment, digest: Digest, links: Links, article_id: int) -> str | None:
+def article_page(
+    env: Environment, digest: Digest, links: Links | IssueLinks, article_id: int,
+) -> str | None:
     """One article of the issue in full; None if the issue has no such article."""
     articles = digest.issue.articles
     index = next((i for i, a in enumerate(articles) if a.id == article_id), None)

@@ -34,7 +34,12 @@ from dispatch.db.models import Issue
 from dispatch.render import slots
 from dispatch.render.pipeline import IssueRenderer, ReaderView
 from dispatch.render.views import Digest, link_targets
+from dispatch.track.links import IssueLinks, Links
 from dispatch.web import pages
+
+# Whom the issue's own pages (/i/KEY) are for: no one in particular, so the whole issue,
+# as a reader following 全部 sees it.
+EVERYONE = ReaderView(id=0, name="", follows_all=True)
 
 MAX_ISSUES = 4
 MAX_DIGESTS = 64  # per issue: readers with the same interests share one
@@ -205,27 +210,37 @@ class IssueViews:
             self.renders += 1
         return page
 
-    def issue_page(self, entry: IssueEntry, reader: ReaderView, number: int = 1) -> TokenPage | None:
-        """/w/TOKEN?page=NUMBER for readers with these interests; None if the issue has
-        no such page (known before anything is built)."""
+    @staticmethod
+    def _links(entry: IssueEntry, public: bool) -> Links | IssueLinks:
+        """A delivery's links (the token a slot), or the issue's own (/i/KEY: `public`)."""
+        return entry.renderer.issue_links() if public else entry.renderer.variant_links()
+
+    def issue_page(
+        self, entry: IssueEntry, reader: ReaderView, number: int = 1, *, public: bool = False,
+    ) -> TokenPage | None:
+        """/w/TOKEN?page=NUMBER for readers with these interests (`public`: /i/KEY?page=N,
+        for EVERYONE); None if the issue has no such page (known before anything is built)."""
         if not 1 <= number <= pages.page_count(len(entry.article_ids)):
             return None
         digest = self.digest(entry, reader)
-        links = entry.renderer.variant_links()
+        links = self._links(entry, public)
 
         def render() -> str:
             html = pages.issue_page(self.env, digest, links, number)
             assert html is not None  # the number is one of the issue's pages
             return html
 
-        return self._page(entry, ("issue", reader.follows_all, reader.industries, number), render)
+        key = ("issue", public, reader.follows_all, reader.industries, number)
+        return self._page(entry, key, render)
 
-    def article_page(self, entry: IssueEntry, reader: ReaderView, article_id: int) -> TokenPage | None:
-        """/w/TOKEN/a/ID; None if the article is not in the issue."""
+    def article_page(
+        self, entry: IssueEntry, reader: ReaderView, article_id: int, *, public: bool = False,
+    ) -> TokenPage | None:
+        """/w/TOKEN/a/ID (`public`: /i/KEY/a/ID); None if the article is not in the issue."""
         if article_id not in entry.article_ids:
             return None
         digest = self.digest(entry, reader)
-        links = entry.renderer.variant_links()
+        links = self._links(entry, public)
 
         def render() -> str:
             html = pages.article_page(self.env, digest, links, article_id)
@@ -233,4 +248,4 @@ class IssueViews:
             return html
 
         # The page shows the reader's interests in words, nothing else of theirs.
-        return self._page(entry, ("article", digest.interests, article_id), render)
+        return self._page(entry, ("article", public, digest.interests, article_id), render)
