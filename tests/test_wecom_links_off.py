@@ -65,6 +65,8 @@ def test_readers_of_a_variant_share_one_call_and_its_links_open_the_issue(
     assert len({rest(d.body) for d in sim.delivered if d.member in everyone}) == 1
     bodies = {rest(d.body) for d in sim.delivered}
     assert sim.send_calls == len(bodies) < sent
+    # The report says why WeChat Work shows no opens or clicks.
+    assert "personal_links = false" in dispatch_sqlite.ok("report", str(issue))
 
     engine = Runtime(load(dispatch_sqlite.config)).engine
     with engine.connect() as conn:

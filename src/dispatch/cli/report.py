@@ -54,6 +54,12 @@ def report(
         return
     out = console()
     _print(out, figures)
+    wecom_sent = figures.channels.get("wecom")
+    if not runtime.config.wecom.personal_links and wecom_sent is not None and wecom_sent.sent:
+        # Not a fault of the figures: the operator chose messages without the reader's token.
+        out.print("企业微信消息不带读者各自的链接（[wecom] personal_links = false），"
+                  "其打开和点击无从统计：企业微信一列的打开、点击为 0 不代表没人读。",
+                  style="yellow", markup=False, soft_wrap=True)
     if csv_file is not None:
         out.print(f"已写入 {csv_file}", soft_wrap=True, markup=False)
 
