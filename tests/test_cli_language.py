@@ -59,9 +59,21 @@ def chinese(text: str) -> str:
     return text
 
 
-@pytest.mark.parametrize(
-    "command", [[], ["issues"], ["recipients"], ["db"], ["db", "info"], ["db", "upgrade"], ["init"]]
-)
+def command_paths() -> list[list[str]]:
+    """Every command and group of `dispatch`, as typed: [], ["issues"], ["issues", "ingest"] …"""
+    from typer.main import get_command
+
+    paths: list[list[str]] = []
+    todo: list[tuple[list[str], object]] = [([], get_command(app))]
+    while todo:
+        path, command = todo.pop()
+        paths.append(path)
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            todo.append(([*path, name], sub))
+    return sorted(paths)
+
+
+@pytest.mark.parametrize("command", command_paths(), ids=lambda c: " ".join(c) or "dispatch")
 def test_help_is_chinese_and_fits_80_columns(command: list[str]) -> None:
     code, out, _ = run(*command, "--help")
     assert code == 0

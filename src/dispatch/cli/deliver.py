@@ -364,11 +364,11 @@ def wecom_sim(
         str | None, typer.Option("--corp-id", metavar="ID", help="企业 ID，默认同配置文件 [wecom] corp_id")
     ] = None,
     agent_id: Annotated[
-        int | None, typer.Option("--agent-id", metavar="N", help="应用 AgentId，默认同配置文件 [wecom] agent_id")
+        int | None, typer.Option("--agent-id", metavar="N", help="应用编号，默认同配置文件 [wecom] agent_id")
     ] = None,
 ) -> None:
     """本地企业微信接口模拟器，试用时代替企业微信服务器：每条送达的消息存成一个 .json 文件。
-    应用的 Secret 取自环境变量 DISPATCH_WECOM_SECRET。"""
+    应用密钥取自环境变量 DISPATCH_WECOM_SECRET。"""
     from rich.markup import escape
 
     from dispatch.net import split_host_port
@@ -382,7 +382,7 @@ def wecom_sim(
         raise Refused(f"--listen {listen}：应为 主机:端口，如 127.0.0.1:8090") from None
     secret = runtime.config.secrets.wecom_secret
     if not secret:
-        raise Refused("企业微信模拟器：请先在环境变量 DISPATCH_WECOM_SECRET 里设定应用的 Secret")
+        raise Refused("企业微信模拟器：请先在环境变量 DISPATCH_WECOM_SECRET 里设定应用密钥")
     target = runtime.config.path(str(folder))
     try:
         sim = WecomSim(corp_id=corp_id or runtime.config.wecom.corp_id or "wwsimcorp",
@@ -399,7 +399,7 @@ def wecom_sim(
     _service_logging()
     console(stderr=True).print(
         f"企业微信模拟器：http://{host}:{sock.getsockname()[1]}（企业 ID {sim.corp_id}，"
-        f"AgentId {sim.agent_id}），消息存到 {target}；按 Ctrl+C 停止", soft_wrap=True, markup=False,
+        f"应用编号 {sim.agent_id}），消息存到 {target}；按 Ctrl+C 停止", soft_wrap=True, markup=False,
     )
     serve_forever(sim, sock)
 

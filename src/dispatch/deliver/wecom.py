@@ -102,9 +102,9 @@ def check_config(config: Config) -> None:
     w = config.wecom
     missing = [
         what for what, ok in (
-            ("环境变量 $DISPATCH_WECOM_SECRET（应用的 Secret）", config.secrets.wecom_secret),
+            ("环境变量 $DISPATCH_WECOM_SECRET（应用密钥）", config.secrets.wecom_secret),
             ("[wecom] corp_id（企业 ID）", w.corp_id),
-            ("[wecom] agent_id（应用的 AgentId）", w.agent_id),
+            ("[wecom] agent_id（应用编号）", w.agent_id),
         ) if not ok
     ]
     if missing:
