@@ -5,6 +5,7 @@ check, and one issue sent to both channels from the command line."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import logging
 from collections.abc import Iterator
@@ -231,22 +232,33 @@ def test_channel_keeps_under_the_member_limit_the_server_enforces(sim, sqlite_se
 
 
 def test_an_issue_goes_out_on_both_channels(dispatch_sqlite, mail, sim, monkeypatch):
+    from conftest import SAMPLE_READERS
     from sent_issue import send_sample
 
     with dispatch_sqlite.config.open("a", encoding="utf-8") as f:
         f.write(f'[wecom]\nenabled = true\ncorp_id = "{CORP}"\nagent_id = {AGENT}\n'
                 f'api_base_url = "{sim.base_url}"\nrate_per_minute = 0\nquiet_minutes = []\n')
-    sim.members = None
+    # Every reader of the sample with a userid is a member, but one who left the corp.
+    with SAMPLE_READERS.open(encoding="utf-8-sig", newline="") as f:
+        userids = {row["企业微信账号"] for row in csv.DictReader(f) if row["企业微信账号"]}
+    sim.members = userids - {"jt_luoxiaojun"}
     sim.unlicensed = set()
     try:
         monkeypatch.setenv("DISPATCH_WECOM_SECRET", SECRET)
         issue = send_sample(dispatch_sqlite, mail)
         data = json.loads(dispatch_sqlite.ok("status", str(issue), "--json"))
+        shown = dispatch_sqlite.ok("status", str(issue))
     finally:
         sim.members, sim.unlicensed = MEMBERS, {"zhaoliu"}
     assert data["status"] == "sent", data
     assert data["counts"]["wecom"]["sent"] >= 1 and data["counts"]["email"]["sent"] >= 1
-    assert data["pending"] == 0 and data["failures"] == []
+    assert data["pending"] == 0 and data["counts"]["wecom"]["failed"] == 1
+    [failure] = data["failures"]
+    # Alone in its call, the one invalid receiver is all of them: 81013, not invaliduser.
+    assert failure["channel"] == "wecom" and failure["reason"].startswith("wecom error: 81013")
+    # Staff read why, in Chinese (in a table that wraps it: compared without the rules).
+    squeezed = "".join(shown.replace("│", "").split())
+    assert "企业微信接口返回错误81013：接收人全部无效或无权限" in squeezed, shown
     assert len(sim.delivered) == data["counts"]["wecom"]["sent"]
     body = sim.delivered_to("ZhaoZhiQiang")[0]  # a WeChat Work-only reader of the sample
     assert body["agentid"] == AGENT and body["msgtype"] == "news"

@@ -496,6 +496,8 @@ async def check_wecom(config: Config, *, database_ready: bool) -> Finding:
 
 def wecom_error(errcode: int | None) -> Finding:
     """A WeChat Work error code as a finding (its errmsg is English, and not shown)."""
+    from dispatch.deliver.wecom_codes import meaning
+
     if errcode == 40013:
         return problem(WECOM, "企业 ID 不对（企业微信错误码 40013）",
                        "改正 [wecom] corp_id（企业微信管理后台“我的企业”页最下方的企业 ID）")
@@ -511,7 +513,7 @@ def wecom_error(errcode: int | None) -> Finding:
     if errcode is None:
         return problem(WECOM, "企业微信接口的回应不对",
                        "检查 [wecom] api_base_url 是否是企业微信的接口地址")
-    return problem(WECOM, f"企业微信拒绝了取令牌（错误码 {errcode}）",
+    return problem(WECOM, f"企业微信拒绝了取令牌（错误码 {errcode}：{meaning(errcode).zh}）",
                    f"按错误码查企业微信的说明：{WECOM_ERRCODES_URL}")
 
 

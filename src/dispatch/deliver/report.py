@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from dispatch import clock, editorial
 from dispatch.db.models import CHANNELS, DELIVERY_STATES, Delivery, Reader
+from dispatch.deliver.wecom_codes import REASONS, meaning
 from dispatch.lifecycle import PENDING_STATES, overdue
 
 
@@ -116,12 +117,9 @@ _LEAD_INS = {
     "connection lost": "与邮件服务器的连接中断",
     "invalid address": "地址无效",
     "unexpected error": "意外错误",
-    # the WeChat Work channel (deliver/wecom.py)
+    # the WeChat Work channel (deliver/wecom.py; its errcodes: wecom_codes)
     "wecom error": "企业微信接口返回错误",
     "wecom unreachable": "连不上企业微信服务器",
-    "invaliduser": "企业微信账号无效",
-    "unlicenseduser": "企业微信账号没有接口许可",
-    "member limit": "已达企业微信对单个成员的频率上限，稍后再发",
 }
 _NESTING = {"not sent", "not attempted"}
 _WHOLE = {
@@ -131,7 +129,9 @@ _WHOLE = {
     "permanent failure": "永久失败",
     "temporary failure": "临时失败",
     "no connection": "没有可用的连接",
+    **REASONS,
 }
+_WECOM_CODE = re.compile(r"wecom error: (-?\d+) (.*)", re.DOTALL)
 _GAVE_UP = re.compile(r"gave up after (\d+) attempts in ([^:]+): (.*)", re.DOTALL)
 _TIMED_OUT = re.compile(r"timed out after ([\d.]+)s: (.*)", re.DOTALL)
 _SPAN_UNITS = {"d": "天", "h": "小时", "min": "分钟"}
@@ -157,6 +157,14 @@ def reason_words(reason: str) -> str:
     if timed_out:
         seconds, rest = timed_out.groups()
         return f"{seconds} 秒无应答，超时：{rest}"
+    wecom = _WECOM_CODE.fullmatch(reason)
+    if wecom:
+        # deliver/wecom.py writes "wecom error: CODE (the English meaning) errmsg".
+        code, rest = int(wecom[1]), wecom[2]
+        found = meaning(code)
+        rest = rest.removeprefix(f"({found.en})").strip()
+        said = f"（企业微信原话：{rest}）" if rest else ""
+        return f"企业微信接口返回错误 {code}：{found.zh}{said}"
     lead, sep, rest = reason.partition(": ")
     if sep and lead in _LEAD_INS:
         return f"{_LEAD_INS[lead]}：{reason_words(rest) if lead in _NESTING else rest}"

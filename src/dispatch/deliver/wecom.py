@@ -6,7 +6,7 @@ whose bodies are the same apart from ``touser`` (tracking links off) share one c
 to 1000 userids joined by "|"; the answer's ``invaliduser`` / ``unlicenseduser`` are split
 back per delivery (the server lower-cases them, so they are matched without case).
 
-What a call's answer means for its deliveries (one table, `ERRCODES`):
+What a call's answer means for its deliveries (one table, `wecom_codes.ERRCODES`):
 
 - errcode 0: sent (provider_id = msgid), except the userids named in ``invaliduser`` or
   ``unlicenseduser``: permanent failures of exactly those deliveries.
@@ -48,7 +48,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from dispatch import clock
 from dispatch.deliver import retry
@@ -56,6 +56,14 @@ from dispatch.deliver.channel import Outcome, OutcomeKind, Outgoing
 from dispatch.deliver.pacing import MemberWindow, quiet_wait
 from dispatch.deliver.ratelimit import TokenBucket
 from dispatch.deliver.wecom_api import WecomApi, WecomError, WecomTimeout, WecomUnreachable
+from dispatch.deliver.wecom_codes import (
+    ERRCODES,
+    INVALID_USER,
+    MEMBER_LIMIT,
+    UNLICENSED_USER,
+    Judgement,
+    meaning,
+)
 from dispatch.errors import Refused
 from dispatch.render.wecom import DUPLICATE_CHECK_INTERVAL, TEMPLATE_CARD
 
@@ -70,31 +78,10 @@ MAX_USERS_PER_CALL = 1000  # message/send: touser takes at most 1000 userids
 CONCURRENCY = 4  # calls in flight at once (45033 is "too many concurrent calls")
 MAX_DETAIL = 500
 
-Judgement = Literal["permanent", "temporary", "setup"]  # setup: temporary + ERROR log
-
-# errcode → what it means for the call's deliveries, and (from WeChat Work's 全局错误码)
-# what it means. "setup": the installation is at fault; the text says what to fix.
-ERRCODES: dict[int, tuple[Judgement, str]] = {
-    81013: ("permanent", "user, department and tag all invalid or not permitted"),
-    -1: ("temporary", "system busy"),
-    45009: ("temporary", "API call frequency over the limit"),
-    45033: ("temporary", "too many concurrent calls"),
-    40014: ("temporary", "access_token invalid, still after one refresh"),
-    42001: ("temporary", "access_token expired, still after one refresh"),
-    40001: ("setup", "wrong secret: set $DISPATCH_WECOM_SECRET to the agent's Secret"),
-    40013: ("setup", "wrong corp id: check [wecom] corp_id"),
-    40056: ("setup", "invalid agentid: check [wecom] agent_id"),
-    301002: ("setup", "the secret is not this agent's: check [wecom] agent_id and $DISPATCH_WECOM_SECRET"),
-    60020: ("setup", "this server's IP is not in the agent's trusted IPs (企业可信IP)"),
-    48002: ("setup", "API not allowed for this agent: check its permissions"),
-    60011: ("setup", "no permission for the receivers: check the agent's visible range"),
-    41001: ("setup", "access_token missing"),
-}
-
-
 def judge(errcode: int) -> tuple[Judgement, str]:
-    """What an errcode means for a call's deliveries (unknown codes: temporary)."""
-    return ERRCODES.get(errcode, ("temporary", "unknown errcode"))
+    """What an errcode means for a call's deliveries (wecom_codes: the one table)."""
+    found = meaning(errcode)
+    return found.judgement, found.en
 
 
 def check_config(config: Config) -> None:
@@ -229,7 +216,7 @@ class WecomChannel:
             if not self.window.admit(message.recipient, now):
                 push.outcomes[index] = _outcome(
                     message, "temporary",
-                    "member limit: 30 a minute, 1000 an hour (WeChat Work drops the excess)",
+                    MEMBER_LIMIT,
                 )
                 continue
             rest = {k: v for k, v in body.items() if k != "touser"}
@@ -277,9 +264,9 @@ class WecomChannel:
         for index, message in call.items:
             member = message.recipient.lower()
             if member in invalid:
-                outcome = _outcome(message, "permanent", "invaliduser: not a member, or outside the agent's visible range")
+                outcome = _outcome(message, "permanent", INVALID_USER)
             elif member in unlicensed:
-                outcome = _outcome(message, "permanent", "unlicenseduser: the member has no license for the API")
+                outcome = _outcome(message, "permanent", UNLICENSED_USER)
             else:
                 outcome = _outcome(message, "sent", f"0 ok msgid {msgid}", msgid or None)
             push.outcomes[index] = outcome
