@@ -12,6 +12,7 @@ from dispatch.db.models import (
     Article,
     ArticleTag,
     Delivery,
+    Feedback,
     Issue,
     Reader,
     ReaderChannel,
@@ -89,6 +90,30 @@ def test_one_delivery_per_issue_reader_channel(sessions):
         s.add(Delivery(issue_id=ids[0], reader_id=ids[1], channel="wecom", token="c" * 26))
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Delivery)) == 2
+
+
+def test_one_vote_per_delivery_and_article_or_whole_issue(sessions):
+    """What feedback.votes.set_vote relies on when two first votes race: the database
+    keeps one per delivery and article, and one per delivery on the whole issue."""
+    with sessions.begin() as s:
+        issue, article = _issue_with_article(s)
+        reader = Reader(name="张三", wecom_userid="zhangsan")
+        s.add(reader)
+        s.flush()
+        delivery = Delivery(issue_id=issue.id, reader_id=reader.id, channel="wecom", token="d" * 32)
+        s.add(delivery)
+        s.flush()
+        ids = (issue.id, reader.id, delivery.id, article.id)
+
+    def vote(article_id: int | None, kind: str = "useful") -> Feedback:
+        return Feedback(issue_id=ids[0], reader_id=ids[1], delivery_id=ids[2],
+                        article_id=article_id, channel="wecom", kind=kind)
+
+    with sessions.begin() as s:
+        s.add_all([vote(ids[3]), vote(None), vote(None, "reply"), vote(None, "reply")])
+    for again in (vote(ids[3], "not_useful"), vote(None, "not_useful")):
+        with pytest.raises(IntegrityError), sessions.begin() as s:
+            s.add(again)
 
 
 def test_planning_twice_plans_nothing_new(sessions):

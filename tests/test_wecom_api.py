@@ -182,3 +182,13 @@ def test_send_text(sim, sqlite_sessions):
     answer = run(api_for(sim, sqlite_sessions).send_text("LiSi", "已退订"))
     assert answer["errcode"] == 0
     assert sim.delivered_to("lisi")[0]["text"] == {"content": "已退订"}
+
+
+def test_a_pressed_cards_button_is_replaced_once_per_response_code(sim, sqlite_sessions):
+    api = api_for(sim, sqlite_sessions)
+    assert run(api.update_card_button("LiSi", "code-1", "已反馈：有用"))["errcode"] == 0
+    assert sim.card_updates == [("LiSi", "code-1", "已反馈：有用")]
+    # The documentation: a response code is good for one use.
+    with pytest.raises(WecomError) as caught:
+        run(api.update_card_button("LiSi", "code-1", "已反馈：没用"))
+    assert caught.value.errcode == 40029 and len(sim.card_updates) == 1

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlencode
 
@@ -25,34 +24,46 @@ from dispatch.clock import utcnow
 from dispatch.config import load
 from dispatch.db.models import Delivery, Feedback, Reader, ReaderChange, WecomInbound
 from dispatch.db.session import transaction
+from dispatch.deliver.wecom_api import WecomApi
 from dispatch.errors import Refused
 from dispatch.feedback.wecom_inbound import CONFIRM_WINDOW, Place, parse, store
 from dispatch.runtime import Runtime
 from dispatch.web import wecom_callback
 from dispatch.web.app import create_app
+from dispatch.wecom_sim import WecomSim
 
 CORP = "ww1234567890abcdef"
+SECRET = "the-agents-secret-0123456789"
 TOKEN = "QDG6eK"
 PATH = "/wecom/callback"
 
 
 @dataclass
 class Replies:
-    """The one callable the callback is given to reply with (WecomApi.send_text's shape)."""
+    """What the service's replier (a real WecomApi) sent readers, as the WeChat Work
+    stand-in received it: texts, and cards whose buttons were replaced."""
 
-    sent: list[tuple[str, str]] = field(default_factory=list)
-    cond: threading.Condition = field(default_factory=threading.Condition)
+    sim: WecomSim
 
-    async def send_text(self, touser: str, content: str) -> dict[str, object]:
-        with self.cond:
-            self.sent.append((touser, content))
-            self.cond.notify_all()
-        return {"errcode": 0, "errmsg": "ok"}
+    @property
+    def sent(self) -> list[tuple[str, str]]:
+        return [(d.member, d.body["text"]["content"]) for d in list(self.sim.delivered)
+                if d.body.get("msgtype") == "text"]
 
     def wait_for(self, count: int) -> list[tuple[str, str]]:
-        with self.cond:
-            assert self.cond.wait_for(lambda: len(self.sent) >= count, timeout=10), self.sent
-            return list(self.sent)
+        """The texts, once there are `count` of them (they go out after the answer)."""
+        deadline = time.monotonic() + 10
+        while len(self.sent) < count:
+            assert time.monotonic() < deadline, self.sent
+            time.sleep(0.01)
+        return self.sent
+
+    def cards(self, count: int) -> list[tuple[str, str, str]]:
+        deadline = time.monotonic() + 10
+        while len(self.sim.card_updates) < count:
+            assert time.monotonic() < deadline, self.sim.card_updates
+            time.sleep(0.01)
+        return list(self.sim.card_updates)
 
 
 @dataclass
@@ -95,7 +106,8 @@ class World:
             f"<CreateTime>{next(self.msg_ids)}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
             f"<Event><![CDATA[template_card_event]]></Event><EventKey><![CDATA[{key}]]></EventKey>"
             f"<TaskId><![CDATA[{task_id}]]></TaskId><CardType><![CDATA[button_interaction]]></CardType>"
-            f"<ResponseCode><![CDATA[ResponseCode]]></ResponseCode><AgentID>1000002</AgentID></xml>"
+            f"<ResponseCode><![CDATA[rc{next(self.msg_ids)}]]></ResponseCode>"
+            "<AgentID>1000002</AgentID></xml>"
         )
 
     def token(self, name: str) -> str:
@@ -132,11 +144,17 @@ def world(tmp_path_factory) -> Iterator[World]:
     enc = Encryptor(TOKEN, new_aes_key(), CORP)
     env = {"DISPATCH_WECOM_TOKEN": enc.token, "DISPATCH_WECOM_AES_KEY": enc.aes_key}
     runtime = Runtime(load(dispatch.config, env))
-    replies = Replies()
+    sim = WecomSim(corp_id=CORP, secret=SECRET, agent_id=1000002)
+    sim.start()
+    # The replier `dispatch run` gives the callback: the real client, here against the
+    # stand-in.
+    replier = WecomApi(CORP, 1000002, SECRET, runtime.sessions, api_base_url=sim.base_url)
     try:
-        with serve(create_app(runtime, wecom_send=replies.send_text)) as base:
-            yield World(dispatch, runtime, base, enc, issue, replies, iter(range(10**15, 10**16)))
+        with serve(create_app(runtime, wecom_replier=replier)) as base:
+            yield World(dispatch, runtime, base, enc, issue, Replies(sim),
+                        iter(range(10**15, 10**16)))
     finally:
+        sim.stop()
         runtime.engine.dispose()
 
 
@@ -194,9 +212,13 @@ def test_refused_requests_store_nothing(world):
 
 def test_card_press_is_a_vote_on_the_issue_and_a_second_changes_it(world):
     token = world.token("王建国")
+    cards = len(world.replies.sim.card_updates)
     assert world.card_press("WangJianGuo", token, "useful").status == 200
     report = json.loads(world.dispatch.ok("report", str(world.issue), "--json"))
     assert report["issue_votes"] == {"useful": 1, "not_useful": 0}
+    # The reader's card says what was recorded, in place of its buttons.
+    (member, _code, shown) = world.replies.cards(cards + 1)[cards]
+    assert (member.lower(), shown) == ("wangjianguo", "已反馈：有用")
     assert world.card_press("WangJianGuo", token, "not_useful").status == 200
     report = json.loads(world.dispatch.ok("report", str(world.issue), "--json"))
     assert report["issue_votes"] == {"useful": 0, "not_useful": 1}
@@ -216,7 +238,7 @@ def test_unsubscribe_asks_then_confirmation_removes_wecom(world):
     sent = len(world.replies.sent)
     world.text("LiHongMei", " ＴＤ ")
     [(to, ask)] = world.replies.wait_for(sent + 1)[sent:]
-    assert to == "LiHongMei" and "确认退订" in ask
+    assert to.lower() == "lihongmei" and "确认退订" in ask
     changes = world.counts()[2]
     world.text("LiHongMei", "确认退订。")
     [(to, done)] = world.replies.wait_for(sent + 2)[sent + 1:]

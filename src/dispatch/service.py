@@ -181,7 +181,7 @@ async def serve(
 
         def make_server() -> uvicorn.Server:
             app = create_app(runtime, on_event=recorder.record, health=health,
-                             wecom_send=replier.send_text if replier else None)
+                             wecom_replier=replier)
             return _QuietServer(web_config(runtime.config, app))
 
         first = make_server()

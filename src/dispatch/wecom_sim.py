@@ -14,6 +14,8 @@ It speaks the two calls dispatch makes, as developer.work.weixin.qq.com describe
   The per-member limit of the documentation (频率限制: 每应用对同一个成员不得超过30次/分，
   1000次/小时，超过部分会被丢弃不下发): excess messages are dropped silently, the answer
   is still ok. Each answer carries a ``msgid``.
+- ``POST /cgi-bin/message/update_template_card?access_token=…``: the button form (a
+  card's clicked button gets new words); each ``response_code`` is good for one use.
 
 For tests, from Python: `fail_next(errcode, times)` (the next message/send calls answer
 that errcode), `fail_http(status, times)`, `delay(seconds, times)` (does the call, then
@@ -85,6 +87,7 @@ class WecomSim:
         self.app = Starlette(routes=[
             Route("/cgi-bin/gettoken", self._gettoken, methods=["GET"]),
             Route("/cgi-bin/message/send", self._send, methods=["POST"]),
+            Route("/cgi-bin/message/update_template_card", self._update_card, methods=["POST"]),
         ])
 
     def reset(self) -> None:
@@ -101,6 +104,10 @@ class WecomSim:
         self.send_calls = 0
         self.delivered: list[Delivered] = []
         self.dropped: list[Delivered] = []
+        # update_template_card: the response codes already used, and the updates made
+        # (member, response_code, the button's new text).
+        self._used_codes: set[str] = set()
+        self.card_updates: list[tuple[str, str, str]] = []
 
     # -- test controls ------------------------------------------------------------------
 
@@ -175,6 +182,45 @@ class WecomSim:
         raw = await request.body()
         return await self._late("message/send", self._answer_send(request, raw))
 
+    async def _update_card(self, request: Request) -> Response:
+        raw = await request.body()
+        return await self._late("message/update_template_card", self._answer_update(request, raw))
+
+    def _token_error(self, request: Request, now: float) -> Response | None:
+        token = request.query_params.get("access_token")
+        if not token:
+            return _error(41001, "access_token missing")
+        if token not in self._tokens:
+            return _error(40014, "invalid access_token")
+        if self._tokens[token] <= now:
+            return _error(42001, "access_token expired")
+        return None
+
+    def _answer_update(self, request: Request, raw: bytes) -> Response:
+        """update_template_card, the button form: {userids, agentid, response_code,
+        button: {replace_name}}. A response code (from the card's callback event) is good
+        for one use, as the documentation says; any code not used yet is taken here."""
+        with self._lock:
+            refused = self._token_error(request, self.clock())
+            if refused is not None:
+                return refused
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                return _error(47001, "data format error")
+            if not isinstance(body, dict) or body.get("agentid") != self.agent_id:
+                return _error(40056, "invalid agentid")
+            code = body.get("response_code")
+            button = body.get("button")
+            if not isinstance(code, str) or not code or code in self._used_codes:
+                return _error(40029, "invalid response_code")
+            if not isinstance(button, dict) or not isinstance(button.get("replace_name"), str):
+                return _error(40058, "invalid button")
+            self._used_codes.add(code)
+            for member in body.get("userids") or []:
+                self.card_updates.append((str(member), code, button["replace_name"]))
+            return JSONResponse({"errcode": 0, "errmsg": "ok", "invaliduser": []})
+
     def _answer_gettoken(self, request: Request) -> Response:
         q = request.query_params
         with self._lock:
@@ -196,14 +242,10 @@ class WecomSim:
             self.send_calls += 1
             if self._http_failures:
                 return Response("server error", status_code=self._http_failures.popleft())
-            token = request.query_params.get("access_token")
-            if not token:
-                return _error(41001, "access_token missing")
-            if token not in self._tokens:
-                return _error(40014, "invalid access_token")
             now = self.clock()
-            if self._tokens[token] <= now:
-                return _error(42001, "access_token expired")
+            refused = self._token_error(request, now)
+            if refused is not None:
+                return refused
             if self._failures:
                 return _error(self._failures.popleft(), "failure on demand")
             try:

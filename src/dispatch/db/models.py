@@ -372,6 +372,14 @@ class Feedback(Base):
             postgresql_where=text(f"kind IN {VOTE_KINDS!r}"),
             sqlite_where=text(f"kind IN {VOTE_KINDS!r}"),
         ),
+        # One vote on the whole issue (no article: WeChat Work's card) per delivery.
+        Index(
+            "uq_feedback_issue_vote",
+            "delivery_id",
+            unique=True,
+            postgresql_where=text(f"kind IN {VOTE_KINDS!r} AND article_id IS NULL"),
+            sqlite_where=text(f"kind IN {VOTE_KINDS!r} AND article_id IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

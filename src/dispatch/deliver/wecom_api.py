@@ -258,6 +258,15 @@ class WecomApi:
             "text": {"content": content}, "safe": 0,
         })
 
+    async def update_card_button(self, touser: str, response_code: str, text: str) -> dict[str, object]:
+        """After a press on a template_card's button: the member's card shows `text` in
+        place of the buttons (update_template_card; the code comes with the press's
+        callback event, is good for one use and for 72 hours)."""
+        body = {"userids": [touser], "agentid": self.agent_id, "response_code": response_code,
+                "button": {"replace_name": text}}
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        return await self._post("message/update_template_card", data)
+
     async def close(self) -> None:
         await asyncio.to_thread(self._client._http.close)
 

@@ -21,7 +21,9 @@ the transaction (one per message) and sends the replies this asks for, off the r
   to come back. ``确认退订`` is a command, not feedback: the change log is its record.
 - A ``template_card_event`` (a press of 有用 / 没用 on the card, render.wecom) carries the
   delivery's token as TaskId and the vote as EventKey: it is the reader's vote on the
-  whole issue (article empty), one per delivery; a second press changes it. A press on a
+  whole issue (article empty), one per delivery; a second press changes it (the card
+  shows 已反馈：有用 in place of its buttons once the press is stored, through
+  update_template_card with the event's ResponseCode). A press on a
   token that is not a WeChat Work delivery of that very userid is ignored.
 - Anything else (images, voice, enter_agent, …) is accepted, logged and ignored.
 """
@@ -43,6 +45,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from dispatch.clock import utcnow
 from dispatch.db.models import VOTE_KINDS, Delivery, Feedback, Reader, WecomInbound
+from dispatch.feedback.votes import Vote, set_vote
 from dispatch.masthead import BULLETIN
 from dispatch.readers import ReaderRecord
 from dispatch.readers.apply import set_status, update_reader
@@ -55,6 +58,8 @@ CONFIRM_WINDOW = timedelta(minutes=30)
 UNSUBSCRIBE_WORDS = frozenset({"退订", "取消订阅", "TD"})
 CONFIRM_WORDS = frozenset({"确认退订"})
 CARD_EVENT = "template_card_event"
+# What a card shows in place of its buttons once pressed (update_template_card).
+VOTED = {"useful": "已反馈：有用", "not_useful": "已反馈：没用"}
 KEY_MAX = 300  # WecomInbound.key
 _TRAILING = "。.！!～~"
 
@@ -82,6 +87,7 @@ class Inbound:
     task_id: str = ""
     card_type: str = ""
     agent_id: str = ""  # AgentID: the app it was sent to
+    response_code: str = ""  # a card press's: lets the card be updated, once
     raw: bytes = b""
 
     @property
@@ -131,6 +137,7 @@ def parse(xml: bytes) -> Inbound:
         task_id=text_of(root, "TaskId"),
         card_type=text_of(root, "CardType"),
         agent_id=text_of(root, "AgentID"),
+        response_code=text_of(root, "ResponseCode"),
         raw=xml,
     )
 
@@ -178,14 +185,25 @@ def no_pending_text() -> str:
 
 @dataclass(frozen=True)
 class Reply:
+    """A text to the member."""
+
     touser: str
     content: str
 
 
 @dataclass(frozen=True)
+class CardUpdate:
+    """The member's card after a press: `text` where its buttons were."""
+
+    touser: str
+    response_code: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Stored:
     outcome: Outcome
-    replies: Sequence[Reply] = field(default_factory=tuple)
+    replies: Sequence[Reply | CardUpdate] = field(default_factory=tuple)
     feedback_id: int | None = None
 
 
@@ -316,26 +334,9 @@ def _card_event(session: Session, inbound: Inbound, reader: Reader | None, now: 
     if delivery is None:
         log.info("wecom: card event for no delivery of reader %s ignored", reader.id)
         return Stored("ignored")
-    set_issue_vote(session, delivery, value, now)
+    set_vote(session, Vote(delivery.id, delivery.reader_id, delivery.issue_id, None, CHANNEL,
+                           value), now)
     log.info("wecom: issue vote by delivery %s: %s", delivery.id, value)
-    return Stored("vote")
-
-
-def set_issue_vote(session: Session, delivery: Delivery, value: str, now: datetime) -> None:
-    """One vote on the whole issue per delivery (article empty): insert it, or change the
-    one there (as web.votes does per article; uq_feedback_vote cannot hold for an empty
-    article, so the delivery's row lock above keeps it to one)."""
-    row = session.scalars(
-        select(Feedback).where(
-            Feedback.delivery_id == delivery.id, Feedback.article_id.is_(None),
-            Feedback.kind.in_(VOTE_KINDS),
-        ).limit(1)
-    ).first()
-    if row is None:
-        session.add(Feedback(
-            reader_id=delivery.reader_id, issue_id=delivery.issue_id, delivery_id=delivery.id,
-            article_id=None, channel=CHANNEL, kind=value, text="", received_at=now,
-        ))
-    else:
-        row.kind, row.channel, row.received_at = value, CHANNEL, now
-    session.flush()
+    # The card then says what was recorded, in place of its buttons.
+    done = (CardUpdate(inbound.from_user, inbound.response_code, VOTED[value]),)
+    return Stored("vote", done if inbound.response_code else ())

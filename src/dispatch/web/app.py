@@ -422,11 +422,11 @@ def _one_click(body: bytes) -> bool:
 
 def create_app(
     runtime: Runtime, *, on_event: EventHook | None = None, health: Health | None = None,
-    wecom_send: wecom_callback.SendText | None = None,
+    wecom_replier: wecom_callback.Replier | None = None,
 ) -> Starlette:
     """The reader web app on a dispatch.runtime.Runtime; `health`: the parts /healthz
-    reports on besides the database (`dispatch run`'s scheduler and worker); `wecom_send`:
-    how the WeChat Work callback replies to a reader (WecomApi.send_text)."""
+    reports on besides the database (`dispatch run`'s scheduler and worker); `wecom_replier`:
+    how the WeChat Work callback answers a reader (a WecomApi)."""
     reader_pages = ReaderPages(runtime, templates.environment(runtime.config), on_event, health)
     routes = [
         Route("/w/{token}", reader_pages.issue, methods=["GET"]),
@@ -441,7 +441,7 @@ def create_app(
         *issue_pages.IssuePages(
             runtime, reader_pages.views, reader_pages._entry, SECURITY_HEADERS
         ).routes(),
-        *wecom_callback.routes(runtime, wecom_send),  # none unless [wecom] is configured
+        *wecom_callback.routes(runtime, wecom_replier),  # none unless [wecom] is configured
     ]
     app = Starlette(
         routes=routes,

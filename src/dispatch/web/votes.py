@@ -27,7 +27,6 @@ from urllib.parse import parse_qs
 from jinja2 import Environment
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -35,8 +34,9 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from dispatch.clock import utcnow
-from dispatch.db.models import VOTE_KINDS, Article, Delivery, Feedback, Section
+from dispatch.db.models import Article, Delivery, Feedback, Section
 from dispatch.db.session import transaction
+from dispatch.feedback.votes import Vote, set_vote
 from dispatch.masthead import BULLETIN
 from dispatch.runtime import Runtime
 from dispatch.track.links import FROM_PARAM, FROM_WEB, VOTES, Links
@@ -183,7 +183,9 @@ class Votes:
             try:
                 with transaction(self.runtime.sessions) as session:
                     if vote:
-                        _set_vote(session, target)
+                        set_vote(session, Vote(target.delivery_id, target.reader_id,
+                                               target.issue_id, target.article_id,
+                                               target.channel, target.value), utcnow())
                     if comment:
                         session.add(_feedback(target, "comment", comment))
                 break
@@ -237,21 +239,3 @@ def _feedback(target: Target, kind: str, text: str = "") -> Feedback:
         article_id=target.article_id, channel=target.channel, kind=kind, text=text,
         received_at=utcnow(),
     )
-
-
-def _set_vote(session: Session, target: Target) -> None:
-    """One vote per delivery and article: insert it, or change the one there."""
-    row = session.scalar(
-        select(Feedback).where(
-            Feedback.delivery_id == target.delivery_id,
-            Feedback.article_id == target.article_id,
-            Feedback.kind.in_(VOTE_KINDS),
-        )
-    )
-    if row is None:
-        session.add(_feedback(target, target.value))
-        session.flush()  # a concurrent first click's row makes this raise, in the loop
-        return
-    row.kind, row.channel, row.received_at = target.value, target.channel, utcnow()
-
-

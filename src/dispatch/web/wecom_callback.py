@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
 from starlette.background import BackgroundTask
@@ -42,7 +42,15 @@ from starlette.routing import Route
 from dispatch.db.session import transaction
 from dispatch.errors import Refused
 from dispatch.feedback import wecom_inbound
-from dispatch.feedback.wecom_inbound import NotAMessage, Place, Reply, Stored, safe_xml, text_of
+from dispatch.feedback.wecom_inbound import (
+    CardUpdate,
+    NotAMessage,
+    Place,
+    Reply,
+    Stored,
+    safe_xml,
+    text_of,
+)
 from dispatch.runtime import Runtime
 from dispatch.web.forms import read_capped
 
@@ -57,8 +65,13 @@ MAX_BODY_BYTES = 64 * 1024
 WINDOW_SECONDS = 300
 AES_KEY_CHARS = 43
 
-# `WecomApi.send_text` (dispatch.deliver.wecom_api), or anything with its shape.
-SendText = Callable[[str, str], Awaitable[object]]
+class Replier(Protocol):
+    """How the callback answers a reader, after its empty answer to WeChat Work:
+    dispatch.deliver.wecom_api.WecomApi, or anything with its shape."""
+
+    async def send_text(self, touser: str, content: str) -> object: ...
+
+    async def update_card_button(self, touser: str, response_code: str, text: str) -> object: ...
 
 
 def configured(runtime: Runtime) -> bool:
@@ -86,7 +99,7 @@ def make_crypto(token: str, aes_key: str, corp_id: str) -> WeChatCrypto:
     return WeChatCrypto(token, aes_key, corp_id)
 
 
-def routes(runtime: Runtime, send_text: SendText | None = None,
+def routes(runtime: Runtime, replier: Replier | None = None,
            clock: Callable[[], float] = time.time) -> list[Route]:
     """The callback's routes, or none when it is not configured (the app's 404)."""
     if not configured(runtime):
@@ -94,7 +107,7 @@ def routes(runtime: Runtime, send_text: SendText | None = None,
     config = runtime.config
     crypto = make_crypto(config.secrets.wecom_token, config.secrets.wecom_aes_key,
                          config.wecom.corp_id)
-    return WecomCallback(runtime, crypto, send_text, clock).routes()
+    return WecomCallback(runtime, crypto, replier, clock).routes()
 
 
 def _empty(status: int, background: BackgroundTask | None = None) -> Response:
@@ -103,13 +116,13 @@ def _empty(status: int, background: BackgroundTask | None = None) -> Response:
 
 
 class WecomCallback:
-    def __init__(self, runtime: Runtime, crypto: WeChatCrypto, send_text: SendText | None,
+    def __init__(self, runtime: Runtime, crypto: WeChatCrypto, replier: Replier | None,
                  clock: Callable[[], float] = time.time):
         self.runtime = runtime
         self.crypto = crypto
         self.corp_id = runtime.config.wecom.corp_id
         self.agent_id = str(runtime.config.wecom.agent_id)
-        self.send_text = send_text
+        self.replier = replier
         self.clock = clock
         self.place = Place(runtime.config.web.base_url, runtime.config.smtp.reply_domain)
 
@@ -204,14 +217,18 @@ class WecomCallback:
             return 200, Stored("duplicate")
         return 200, stored
 
-    async def _send(self, replies: Sequence[Reply]) -> None:
+    async def _send(self, replies: Sequence[Reply | CardUpdate]) -> None:
         """After the answer: the replies by message/send; a failure is logged, never raised."""
-        if self.send_text is None:
+        if self.replier is None:
             log.warning("wecom callback: no sender configured; %d reply(ies) not sent", len(replies))
             return
         for reply in replies:
             try:
-                await self.send_text(reply.touser, reply.content)
+                if isinstance(reply, CardUpdate):
+                    await self.replier.update_card_button(reply.touser, reply.response_code,
+                                                          reply.text)
+                else:
+                    await self.replier.send_text(reply.touser, reply.content)
             except Exception as exc:
                 errcode: Any = getattr(exc, "errcode", None)
                 log.warning("wecom callback: reply not sent (%s, errcode %s)",
