@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import uvicorn
 from starlette.types import ASGIApp
 
+from dispatch.service import REQUEST_HEAD_LIMIT
+
 
 @dataclass
 class Answer:
@@ -38,7 +40,8 @@ def listening_socket() -> socket.socket:
 def serve(app: ASGIApp, sock: socket.socket | None = None) -> Iterator[str]:
     """Serve `app` until the block ends; yields its base URL."""
     sock = sock or listening_socket()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
+                                           h11_max_incomplete_event_size=REQUEST_HEAD_LIMIT))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

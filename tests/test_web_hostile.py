@@ -6,6 +6,8 @@ isn't HTTP), never a 500, never a traceback, and changes nothing it shouldn't.""
 from __future__ import annotations
 
 import logging
+import socket
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -143,6 +145,20 @@ def test_huge_query_strings_are_ignored(hostile):
     assert hostile.get(f"/o/{hostile.token}.gif{query}").body == PIXEL_GIF
     assert hostile.get(f"/u/{hostile.token}{query}").status == 200  # the page asks, changes nothing
     assert hostile.reader_of(hostile.token) == ("active", 0)
+
+
+def test_a_long_link_is_read_whole_however_its_bytes_arrive(hostile):
+    """A 60 KB link, its bytes sent in 4 KiB pieces (as a slow network delivers them):
+    read whole, as when it arrives at once (h11's own 16 KiB limit refused it in pieces)."""
+    host, port = hostile.base_url.removeprefix("http://").split(":")
+    head = (f"GET /w/{hostile.token}?q={'A' * 60_000} HTTP/1.1\r\nHost: {host}\r\n"
+            "Connection: close\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(0, len(head), 4096):
+            sock.sendall(head[i:i + 4096])
+            time.sleep(0.002)  # shaping the traffic into pieces, not waiting for anything
+        assert sock.recv(12) == b"HTTP/1.1 200"
 
 
 @pytest.mark.parametrize("body, content_type", [

@@ -49,6 +49,13 @@ class WebStartFailed(Exception):
     """uvicorn could not start (it logs why: the port is taken, the address is wrong)."""
 
 
+# The longest request head (request line and headers) the web app reads. Under h11's own
+# default (16 KiB) a longer head was read or refused depending on how the bytes happened
+# to arrive (whole in one read: parsed; in pieces: refused), so the same long link
+# worked or not by chance. Up to this size it is always read; beyond, always refused.
+REQUEST_HEAD_LIMIT = 128 * 1024
+
+
 def web_config(config: Config, app: ASGIApp) -> uvicorn.Config:
     """How uvicorn serves the web app: where it listens, and whose forwarded headers count.
 
@@ -61,6 +68,7 @@ def web_config(config: Config, app: ASGIApp) -> uvicorn.Config:
     return uvicorn.Config(
         app, host=host, port=port, log_level="warning", lifespan="off",
         proxy_headers=bool(trusted), forwarded_allow_ips=trusted,
+        h11_max_incomplete_event_size=REQUEST_HEAD_LIMIT,
     )
 async def _serve_web(server: uvicorn.Server, stop: asyncio.Event) -> None:
     """Serve until `stop`; WebStartFailed if the server could not start."""
