@@ -336,8 +336,10 @@ recipients = "{REPO / 'recipients'}"
 """, encoding="utf-8")
 
 
-def insert_readers(engine, n: int, seed: int) -> float:
-    """N readers straight into the tables (ids 1..N), each by email; returns seconds."""
+def insert_readers(engine, n: int, seed: int, channel: str = "email",
+                   wecom_userid=None) -> float:
+    """N readers straight into the tables (ids 1..N), each by `channel` only (email; or
+    wecom, with `wecom_userid(reader_id)` as the userid); returns seconds."""
     people = _bench_render().readers(n, random.Random(seed))
     now = datetime.now(UTC).replace(tzinfo=None)
     t0 = time.perf_counter()
@@ -347,7 +349,9 @@ def insert_readers(engine, n: int, seed: int) -> float:
             part = people[i:i + chunk]
             conn.execute(insert(Reader.__table__), [
                 {"id": r.id, "name": r.name, "organization": "", "position": r.position,
-                 "group_name": "", "email": r.email, "wecom_userid": None,
+                 "group_name": "",
+                 "email": r.email if channel == "email" else None,
+                 "wecom_userid": wecom_userid(r.id) if channel == "wecom" else None,
                  "follows_all": r.follows_all, "status": "active",
                  "created_at": now, "updated_at": now}
                 for r in part
@@ -356,7 +360,7 @@ def insert_readers(engine, n: int, seed: int) -> float:
             if industries:
                 conn.execute(insert(ReaderIndustry.__table__), industries)
             conn.execute(insert(ReaderChannel.__table__),
-                         [{"reader_id": r.id, "channel": "email"} for r in part])
+                         [{"reader_id": r.id, "channel": channel} for r in part])
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT setval(pg_get_serial_sequence('readers', 'id'), :n)"), {"n": n})
     with engine.begin() as conn:

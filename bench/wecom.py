@@ -66,11 +66,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from sqlalchemy import func, insert, select, text  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 
 from dispatch import editorial  # noqa: E402
 from dispatch.config import load  # noqa: E402
-from dispatch.db.models import Delivery, Reader, ReaderChannel, ReaderIndustry  # noqa: E402
+from dispatch.db.models import Delivery, Reader  # noqa: E402
 from dispatch.db.session import make_engine, session_factory  # noqa: E402
 from dispatch.render.pipeline import IssueRenderer, ReaderView  # noqa: E402
 from dispatch.render.templates import environment  # noqa: E402
@@ -249,32 +249,7 @@ def userid(reader_id: int) -> str:
 
 def insert_readers(engine: Any, n: int, seed: int) -> float:
     """N readers straight into the tables (ids 1..N), each by WeChat Work only; seconds."""
-    import random
-
-    people = _bench_module("render").readers(n, random.Random(seed))
-    now = datetime.now(UTC).replace(tzinfo=None)
-    t0 = time.perf_counter()
-    chunk = 5000
-    with engine.begin() as conn:
-        for i in range(0, n, chunk):
-            part = people[i:i + chunk]
-            conn.execute(insert(Reader.__table__), [
-                {"id": r.id, "name": r.name, "organization": "", "position": r.position,
-                 "group_name": "", "email": None, "wecom_userid": userid(r.id),
-                 "follows_all": r.follows_all, "status": "active",
-                 "created_at": now, "updated_at": now}
-                for r in part
-            ])
-            industries = [{"reader_id": r.id, "industry": c} for r in part for c in sorted(r.industries)]
-            if industries:
-                conn.execute(insert(ReaderIndustry.__table__), industries)
-            conn.execute(insert(ReaderChannel.__table__),
-                         [{"reader_id": r.id, "channel": "wecom"} for r in part])
-        if engine.dialect.name == "postgresql":
-            conn.execute(text("SELECT setval(pg_get_serial_sequence('readers', 'id'), :n)"), {"n": n})
-    with engine.begin() as conn:
-        conn.execute(text("ANALYZE"))
-    return time.perf_counter() - t0
+    return bd.insert_readers(engine, n, seed, channel="wecom", wecom_userid=userid)
 
 
 @dataclass
