@@ -198,6 +198,7 @@ def _register() -> None:
         preview,
         recipients,
         report,
+        staff,
     )
 
     app.add_typer(issues.app, name="issues", help="快报：导入、查看、标注产业、定稿。")
@@ -210,6 +211,7 @@ def _register() -> None:
     app.command("report")(report.report)
     app.add_typer(feedback.app, name="feedback", help="读者反馈：查看、导出、标记已处理。")
     app.command("doctor")(doctor.doctor)
+    app.add_typer(staff.app, name="staff", help="工作人员账号：添加、查看、改密码、停用和启用。")
 
 
 _register()

@@ -436,3 +436,61 @@ class WecomInbound(Base):
 
     key: Mapped[str] = mapped_column(String(300), primary_key=True)  # "msg:<MsgId>", "event:…"
     received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+STAFF_ROLES = ("editor", "admin")
+
+
+class Staff(Base):
+    """A staff account of the staff web (/admin). `session_epoch` is part of every session
+    cookie: raising it (password changed, account disabled, signed out) ends them all."""
+
+    __tablename__ = "staff"
+    __table_args__ = (CheckConstraint(f"role IN {STAFF_ROLES!r}", name="role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)  # the login name
+    display_name: Mapped[str] = mapped_column(String(100))
+    password_hash: Mapped[str] = mapped_column(String(300))
+    role: Mapped[str] = mapped_column(String(20))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StaffChange(Base):
+    """One change to a staff account (created, role, disabled, password …): who made it
+    (a staff member, or None for the CLI on the server), when, and the field's old and new
+    value (never a password or its hash)."""
+
+    __tablename__ = "staff_changes"
+    __table_args__ = (Index("ix_staff_changes_staff", "staff_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"))
+    by_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    field: Mapped[str] = mapped_column(String(30))  # "created", "role", "active", "password"
+    old: Mapped[str | None] = mapped_column(Text)
+    new: Mapped[str | None] = mapped_column(Text)
+
+
+class LoginFailure(Base):
+    """A failed sign-in, kept for the throttle's window (stale rows are dropped as new ones
+    come): in the database so the limits hold across restarts and processes.
+    `counts_for_name` is cleared by a success for that name; the address still counts it."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        Index("ix_login_failures_name", "name", "at"),
+        Index("ix_login_failures_address", "address", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    name: Mapped[str] = mapped_column(String(100))  # as typed: unknown names count alike
+    address: Mapped[str] = mapped_column(String(64))
+    counts_for_name: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -11,6 +11,7 @@
     GET|POST /p/{token}            the reader's own settings (web.preferences)
     GET|POST /f/{token}/{id}/{v}   有用 / 没用 under an article (web.votes)
     GET|POST /wecom/callback       WeChat Work's callback (web.wecom_callback), when configured
+    GET|POST /admin…               the staff web (web.admin): a session needed but to sign in
     GET /healthz                   200 "ok" when the database answers and every part of
                                    `dispatch run` is up; else 503 naming what is down
 
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
@@ -64,7 +66,7 @@ from dispatch.track.deliveries import Delivered, DeliveryLookup, normal_token
 from dispatch.track.events import USER_AGENT_CHARS, EventHook, PageEvent
 from dispatch.track.links import Links
 from dispatch.track.tokens import is_token
-from dispatch.web import issue_pages, pages, preferences, wecom_callback
+from dispatch.web import admin, issue_pages, pages, preferences, wecom_callback
 from dispatch.web.forms import read_capped
 from dispatch.web.views_cache import IssueEntry, IssueViews, TokenPage
 from dispatch.web.votes import Votes
@@ -422,11 +424,12 @@ def _one_click(body: bytes) -> bool:
 
 def create_app(
     runtime: Runtime, *, on_event: EventHook | None = None, health: Health | None = None,
-    wecom_replier: wecom_callback.Replier | None = None,
+    wecom_replier: wecom_callback.Replier | None = None, clock: admin.Clock = time.time,
 ) -> Starlette:
     """The reader web app on a dispatch.runtime.Runtime; `health`: the parts /healthz
     reports on besides the database (`dispatch run`'s scheduler and worker); `wecom_replier`:
-    how the WeChat Work callback answers a reader (a WecomApi)."""
+    how the WeChat Work callback answers a reader (a WecomApi); `clock`: the staff web's
+    time (sessions, sign-in throttle), for tests."""
     reader_pages = ReaderPages(runtime, templates.environment(runtime.config), on_event, health)
     routes = [
         Route("/w/{token}", reader_pages.issue, methods=["GET"]),
@@ -442,6 +445,7 @@ def create_app(
             runtime, reader_pages.views, reader_pages._entry, SECURITY_HEADERS
         ).routes(),
         *wecom_callback.routes(runtime, wecom_replier),  # none unless [wecom] is configured
+        *admin.routes(runtime, reader_pages.env, SECURITY_HEADERS, clock),  # the staff web
     ]
     app = Starlette(
         routes=routes,
