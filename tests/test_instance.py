@@ -55,7 +55,9 @@ def test_init_refuses_to_overwrite_unless_forced(tmp_path):
     (inst / "config.toml").unlink()  # one file gone: still nothing is written
     r = cli("init", str(inst))
     assert r.exit_code == 1
-    assert "已存在" in r.stderr and "templates/email.html.j2" in r.stderr and "--force" in r.stderr
+    # The first existing files by name are named, then how many in all.
+    assert "已存在" in r.stderr and "templates/_" in r.stderr and "--force" in r.stderr
+    assert "个文件已存在" in r.stderr
     assert edited.read_text(encoding="utf-8") == "staff's own"
     assert not (inst / "config.toml").exists()
 
