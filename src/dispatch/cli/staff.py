@@ -18,13 +18,26 @@ app = typer.Typer(no_args_is_help=True, help="工作人员账号：添加、查�
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="登录用的账号名")]
 
 
+def _line(prompt: str) -> str:
+    """One hidden line from the terminal; from a pipe (a script), read as it is: getpass
+    would warn there, in English, that the input may be echoed."""
+    import sys
+
+    if sys.stdin.isatty():
+        answer: str = typer.prompt(prompt, hide_input=True)
+        return answer
+    line = sys.stdin.readline()
+    if not line:
+        raise Refused(f"{prompt}：没有读到输入")
+    return line.rstrip("\r\n")
+
+
 def _ask_password() -> str:
     from dispatch.staff.passwords import check_new
 
     # Two hidden prompts compared here, not click's confirmation_prompt: its mismatch
     # message is English and it asks again forever; staff get a Chinese refusal instead.
-    password: str = typer.prompt("密码", hide_input=True)
-    again: str = typer.prompt("再输一次密码", hide_input=True)
+    password, again = _line("密码"), _line("再输一次密码")
     if password != again:
         raise Refused("密码：两次输入的不一样，账号没有改动")
     check_new(password)
