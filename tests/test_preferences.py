@@ -13,12 +13,11 @@ from datetime import datetime, timedelta
 from urllib.parse import urlencode, urlsplit
 
 import pytest
-from conftest import REPO
 from served import listening_socket, serve
+from site_rows import runtime_at
 from sqlalchemy import select
 
 from dispatch import clock
-from dispatch.config import Config
 from dispatch.db.models import Delivery, Issue, Reader, ReaderChange, ReaderChannel, ReaderIndustry
 from dispatch.db.session import transaction
 from dispatch.industries import INDUSTRIES
@@ -94,10 +93,7 @@ class Site:
 def site(db_url) -> Iterator[Site]:
     sock = listening_socket()
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = Config(base_dir=REPO)
-    config.database.url = db_url
-    config.web.base_url = base_url
-    runtime = Runtime(config)
+    runtime = runtime_at(db_url, base_url)
     with transaction(runtime.sessions) as s:
         issue = Issue(title="许昌竞争情报快递", source_file="x.txt", source_format="text",
                       status="sent")

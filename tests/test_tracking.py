@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from conftest import REPO, SAMPLE_ISSUE
+from conftest import SAMPLE_ISSUE
 from served import Answer, listening_socket, request, serve
+from site_rows import add_delivery, add_reader, runtime_at
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from dispatch import editorial
 from dispatch.clock import utcnow
-from dispatch.config import Config
 from dispatch.db.models import Delivery, Event, Reader, ReaderIndustry
 from dispatch.db.session import make_engine, transaction
 from dispatch.errors import Refused
@@ -78,45 +78,27 @@ class Tracked:
         return total.opened_human, total.opened_machine_only
 
 
-def _reader(session: Session, name: str, industries: tuple[str, ...] = (), follows_all=False) -> Reader:
-    reader = Reader(
-        name=name, email=f"{new_token()[:10]}@example.cn", follows_all=follows_all,
-        industry_rows=[ReaderIndustry(industry=c) for c in industries],
-    )
-    session.add(reader)
-    session.flush()
-    return reader
-
-
 def _sent(session: Session, issue_id: int, reader: Reader, ago: timedelta | None) -> str:
-    token = new_token()
-    session.add(Delivery(
-        issue_id=issue_id, reader_id=reader.id, channel="email", token=token,
-        state="sent" if ago is not None else "queued",
-        sent_at=utcnow() - ago if ago is not None else None,
-    ))
-    session.flush()
-    return token
+    return add_delivery(session, issue_id, reader, state="sent" if ago is not None else "queued",
+                        sent_at=utcnow() - ago if ago is not None else None)
 
 
 def make_site(db_url: str) -> tuple[Runtime, dict]:
-    config = Config(base_dir=REPO)
-    config.database.url = db_url
-    runtime = Runtime(config)
+    runtime = runtime_at(db_url)
     hour = timedelta(hours=1)
     with transaction(runtime.sessions) as s:
         issue = editorial.store_issue(s, parse_file(SAMPLE_ISSUE), "sample", runtime.rules)
         draft = editorial.store_issue(s, parse_file(SAMPLE_ISSUE), "draft", runtime.rules, again=True)
         editorial.finalize(s, issue.id, None)
-        biomed = _reader(s, "王五", ("biomed",))
+        biomed = add_reader(s, "王五", industries=("biomed",))
         made = {
             "issue_id": issue.id,
             "draft_id": draft.id,
             "token": _sent(s, issue.id, biomed, hour),
-            "fresh": _sent(s, issue.id, _reader(s, "赵六", ("it",)), timedelta(0)),
+            "fresh": _sent(s, issue.id, add_reader(s, "赵六", industries=("it",)), timedelta(0)),
             "draft_token": _sent(s, draft.id, biomed, hour),
             "others": [
-                _sent(s, issue.id, _reader(s, f"读者{i}", ("machinery",), follows_all=i % 3 == 0), hour)
+                _sent(s, issue.id, add_reader(s, f"读者{i}", industries=("machinery",), follows_all=i % 3 == 0), hour)
                 for i in range(READERS)
             ],
         }

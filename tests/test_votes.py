@@ -15,11 +15,11 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 from conftest import REPO, SAMPLE_ISSUE
 from served import listening_socket, serve
+from site_rows import add_delivery, add_reader, runtime_at
 from sqlalchemy import select, text
 
 from dispatch import editorial
-from dispatch.config import Config
-from dispatch.db.models import VOTE_KINDS, Delivery, Feedback, Reader, ReaderIndustry
+from dispatch.db.models import VOTE_KINDS, Delivery, Feedback
 from dispatch.db.session import transaction
 from dispatch.ingest import parse_file
 from dispatch.render.pipeline import IssueRenderer, ReaderView
@@ -87,34 +87,16 @@ class Site:
             return s.scalar(select(Delivery.id).where(Delivery.token == token))
 
 
-def _reader(session, name: str, email: str, industries: list[str]) -> Reader:
-    reader = Reader(name=name, email=email,
-                    industry_rows=[ReaderIndustry(industry=c) for c in industries])
-    session.add(reader)
-    session.flush()
-    return reader
-
-
-def _deliver(session, issue_id: int, reader: Reader) -> str:
-    token = new_token()
-    session.add(Delivery(issue_id=issue_id, reader_id=reader.id, channel="email", token=token))
-    session.flush()
-    return token
-
-
 @pytest.fixture
 def site(db_url) -> Iterator[Site]:
     sock = listening_socket()
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = Config(base_dir=REPO)
-    config.database.url = db_url
-    config.web.base_url = base_url
-    runtime = Runtime(config)
+    runtime = runtime_at(db_url, base_url)
     with transaction(runtime.sessions) as s:
         issue = editorial.store_issue(s, parse_file(SAMPLE_ISSUE), str(SAMPLE_ISSUE), runtime.rules)
         other = editorial.store_issue(s, parse_file(SAMPLE_ISSUE), "again", runtime.rules, again=True)
-        token = _deliver(s, issue.id, _reader(s, "王五", "a@example.cn", ["biomed"]))
-        other_token = _deliver(s, issue.id, _reader(s, "赵六", "b@example.cn", ["hair"]))
+        token = add_delivery(s, issue.id, add_reader(s, "王五", "a@example.cn", industries=["biomed"]))
+        other_token = add_delivery(s, issue.id, add_reader(s, "赵六", "b@example.cn", industries=["hair"]))
         articles = {a.title: a.id for a in issue.articles if a.kind == "article"}
         note_id = next(a.id for a in issue.articles if a.kind == "note")
         issue_id, other_article = issue.id, other.articles[-1].id

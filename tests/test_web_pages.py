@@ -14,14 +14,14 @@ from urllib.parse import urlsplit
 
 import pytest
 import uvicorn
-from conftest import REPO, SAMPLE_ISSUE
+from conftest import SAMPLE_ISSUE
 from served import listening_socket, serve
+from site_rows import add_delivery, add_reader, runtime_at
 from smtp_servers import free_port
 from sqlalchemy import select
 
 from dispatch import editorial
-from dispatch.config import Config
-from dispatch.db.models import Delivery, Reader, ReaderChange, ReaderIndustry
+from dispatch.db.models import Delivery, Reader, ReaderChange
 from dispatch.db.session import transaction
 from dispatch.health import Health
 from dispatch.ingest import parse_file
@@ -70,39 +70,18 @@ class Site:
             conn.close()
 
 
-def _add_reader(session, name: str, email: str, *, follows_all=False, industries=()) -> Reader:
-    reader = Reader(
-        name=name, email=email, follows_all=follows_all,
-        industry_rows=[ReaderIndustry(industry=c) for c in industries],
-    )
-    session.add(reader)
-    session.flush()
-    return reader
-
-
-def _deliver(session, issue_id: int, reader: Reader) -> str:
-    token = new_token()
-    session.add(Delivery(issue_id=issue_id, reader_id=reader.id, channel="email", token=token))
-    session.flush()
-    return token
-
-
 @pytest.fixture
 def site(db_url) -> Iterator[Site]:
     sock = listening_socket()
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-    config = Config(base_dir=REPO)
-    config.database.url = db_url
-    config.web.base_url = base_url
-    runtime = Runtime(config)
+    runtime = runtime_at(db_url, base_url)
     rules = runtime.rules
     with transaction(runtime.sessions) as s:
         issue = editorial.store_issue(s, parse_file(SAMPLE_ISSUE), str(SAMPLE_ISSUE), rules)
         other = editorial.store_issue(s, parse_file(SAMPLE_ISSUE), "again", rules, again=True)
-        biomed = _add_reader(s, "<script>alert(1)</script>", "a@example.cn", industries=["biomed"])
-        everyone = _add_reader(s, "李四", "b@example.cn", follows_all=True)
-        token, token_all = _deliver(s, issue.id, biomed), _deliver(s, issue.id, everyone)
+        biomed = add_reader(s, "<script>alert(1)</script>", "a@example.cn", industries=["biomed"])
+        everyone = add_reader(s, "李四", "b@example.cn", follows_all=True)
+        token, token_all = add_delivery(s, issue.id, biomed), add_delivery(s, issue.id, everyone)
         issue_id, other_article = issue.id, other.articles[-1].id
 
     events: list[PageEvent] = []
@@ -445,8 +424,8 @@ def big(site, tmp_path):
     with transaction(site.runtime.sessions) as s:
         issue = editorial.store_issue(s, parse_file(source), str(source), site.runtime.rules)
         editorial.finalize(s, issue.id, None)
-        reader = _add_reader(s, "王五", "c@example.cn", industries=["biomed"])
-        token, issue_id = _deliver(s, issue.id, reader), issue.id
+        reader = add_reader(s, "王五", "c@example.cn", industries=["biomed"])
+        token, issue_id = add_delivery(s, issue.id, reader), issue.id
     with site.runtime.sessions() as s:
         view = article_views(editorial.get_issue(s, issue_id))
     return token, view

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, quote
 
 from jinja2 import Environment
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -140,7 +141,7 @@ class Admin:
         return response
 
     async def logout(self, request: Request) -> Response:
-        who = await _run(self._signed, request)
+        who = await run_in_threadpool(self._signed, request)
         form = await self._form(request)
         if not self._session_post_ok(who, form):
             return self._refused(403, "请求无效：请刷新页面后再试。")
@@ -190,7 +191,7 @@ class Admin:
         return self._refused(404, "这个页面不存在。", who)
 
     async def other_post(self, request: Request) -> Response:
-        who = await _run(self._signed, request)
+        who = await run_in_threadpool(self._signed, request)
         return self._refused(403 if who is None else 404, "请求无效。", who)
 
     def routes(self) -> list[Route]:
@@ -203,12 +204,6 @@ class Admin:
             Route("/admin/{rest:path}", self.other_get, methods=["GET"]),
             Route("/admin/{rest:path}", self.other_post, methods=["POST"]),
         ]
-
-
-async def _run(fn: Callable[[Request], Signed | None], request: Request) -> Signed | None:
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(fn, request)
 
 
 def _safe_next(value: str | None) -> str:
