@@ -30,6 +30,15 @@ def show(utc_naive: datetime | None) -> str:
     return "" if utc_naive is None else to_local(utc_naive).strftime(LOCAL_FORMAT)
 
 
+def cn_time(utc_naive: datetime | None) -> str:
+    """A stored time as the staff web shows it: 2026年12月1日 08:30 (Beijing time);
+    '' for None."""
+    if utc_naive is None:
+        return ""
+    local = to_local(utc_naive)
+    return f"{cn_date(local.date())} {local:%H:%M}"
+
+
 def cn_date(value: date | None) -> str:
     """A date as readers read it: 2024年5月6日; '' for None."""
     if value is None:

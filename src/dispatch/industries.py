@@ -44,6 +44,16 @@ BY_NAME: dict[str, Industry] = {i.name: i for i in INDUSTRIES}
 # Tag codes an article may carry: the twelve plus 综合.
 TAG_CODES: tuple[str, ...] = (*CODES, GENERAL)
 
+
+
+def by_tier() -> list[tuple[str, tuple[Industry, ...]]]:
+    """The twelve grouped 6 + 3 + 3, in the city's order: for checkboxes and charts."""
+    tiers: dict[str, list[Industry]] = {}
+    for industry in INDUSTRIES:
+        tiers.setdefault(industry.tier, []).append(industry)
+    return [(tier, tuple(members)) for tier, members in tiers.items()]
+
+
 # Separators staff use between industries in one spreadsheet cell or CLI flag.
 SEPARATORS = re.compile(r"[、，,;；|\s/／]+")
 

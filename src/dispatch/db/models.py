@@ -256,6 +256,9 @@ class ReaderChange(Base):
     field: Mapped[str] = mapped_column(String(30))
     old: Mapped[str | None] = mapped_column(Text)
     new: Mapped[str | None] = mapped_column(Text)
+    # The staff member who made it in the staff web (source "staff"); None for the CLI on
+    # the server, an import from the command line, and readers' own changes.
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
 
 
 # What a worker may claim, as SQL text: the partial indexes below are defined by it and
@@ -474,6 +477,24 @@ class StaffChange(Base):
     by_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     field: Mapped[str] = mapped_column(String(30))  # "created", "role", "active", "password"
+    old: Mapped[str | None] = mapped_column(Text)
+    new: Mapped[str | None] = mapped_column(Text)
+
+
+class IssueChange(Base):
+    """One change staff made to an issue in the staff web: who, when, what (`field`:
+    "ingested", "tags" (with the article), "finalized", "publish_at", "retried",
+    "test_copy", "deleted"), and the value before and after in words staff read."""
+
+    __tablename__ = "issue_changes"
+    __table_args__ = (Index("ix_issue_changes_issue", "issue_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    article_id: Mapped[int | None] = mapped_column(ForeignKey("articles.id", ondelete="SET NULL"))
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    field: Mapped[str] = mapped_column(String(30))
     old: Mapped[str | None] = mapped_column(Text)
     new: Mapped[str | None] = mapped_column(Text)
 

@@ -22,6 +22,7 @@ RECIPIENTS = "recipients"
 READERS_FORMAT = "recipients/README.md"
 SAMPLE_READERS = "recipients/sample.csv"
 SAMPLE_ISSUE = "samples/issue-sample.txt"
+STATIC = "static"  # the staff web's own script, served at /admin/static/ (not copied by init)
 # What `dispatch init` copies. recipients/ is named file by file: in a checkout it is also
 # where staff may keep real lists, which must never be shipped (pyproject names them too).
 INSTANCE_ITEMS = (CONFIG, TEMPLATES, RULES, READERS_FORMAT, SAMPLE_READERS, SAMPLE_ISSUE)

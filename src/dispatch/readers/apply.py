@@ -192,8 +192,10 @@ def logged_changes(old: ReaderState, new: ReaderState) -> list[tuple[str, str, s
 
 
 def log_change(session: Session, reader_id: int, field: str, old: str | None,
-               new: str | None, *, source: str) -> None:
-    session.add(ReaderChange(reader_id=reader_id, source=source, field=field, old=old, new=new))
+               new: str | None, *, source: str, by: int | None = None) -> None:
+    """`by`: the staff member who made it in the staff web (None elsewhere)."""
+    session.add(ReaderChange(reader_id=reader_id, source=source, field=field, old=old, new=new,
+                             staff_id=by))
 
 
 def write_state(reader: Reader, state: ReaderState) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
 
 from dispatch import defaults
-from dispatch.clock import cn_date
+from dispatch.clock import cn_date, cn_time
 from dispatch.masthead import BULLETIN, INSTITUTE
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ def make_environment(templates_dir: str | Path) -> Environment:
         keep_trailing_newline=True,
     )
     env.filters["cn_date"] = cn_date
+    env.filters["cn_time"] = cn_time
     env.filters["join_cn"] = join_cn
     env.filters["by_section"] = by_section
     env.globals["bulletin"] = BULLETIN

@@ -67,6 +67,7 @@ from dispatch.track.events import USER_AGENT_CHARS, EventHook, PageEvent
 from dispatch.track.links import Links
 from dispatch.track.tokens import is_token
 from dispatch.web import admin, issue_pages, pages, preferences, wecom_callback
+from dispatch.web.desk import Clock
 from dispatch.web.forms import read_capped
 from dispatch.web.views_cache import IssueEntry, IssueViews, TokenPage
 from dispatch.web.votes import Votes
@@ -424,7 +425,7 @@ def _one_click(body: bytes) -> bool:
 
 def create_app(
     runtime: Runtime, *, on_event: EventHook | None = None, health: Health | None = None,
-    wecom_replier: wecom_callback.Replier | None = None, clock: admin.Clock = time.time,
+    wecom_replier: wecom_callback.Replier | None = None, clock: Clock = time.time,
 ) -> Starlette:
     """The reader web app on a dispatch.runtime.Runtime; `health`: the parts /healthz
     reports on besides the database (`dispatch run`'s scheduler and worker); `wecom_replier`:
