@@ -4,116 +4,23 @@ over real HTTP (tests/served.py) on SQLite, with the clock injected."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from html import unescape
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import pytest
+from admin_site import PASSWORD, Site, admin_site, form_token, visible
 from cli_language import english_words
-from conftest import REPO, SAMPLE_ISSUE
-from served import Answer, listening_socket, request, serve
 from sqlalchemy import select
-from starlette.routing import Route
 
-from dispatch import editorial
-from dispatch.config import Config
 from dispatch.db.models import LoginFailure, Staff, StaffChange
 from dispatch.db.session import make_engine, session_factory, transaction
-from dispatch.ingest import parse_file
-from dispatch.runtime import Runtime
-from dispatch.staff import accounts, passwords, sessions, throttle
-from dispatch.web.app import create_app
-
-PASSWORD = "correct horse 1"
-# argon2 at its default cost takes ~0.15 s a hash here: made once, for every account.
-PASSWORD_HASH = passwords.hash_password(PASSWORD)
-T0 = 1_800_000_000.0
-
-
-@dataclass
-class Clock:
-    now: float = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class Site:
-    url: str
-    runtime: Runtime
-    clock: Clock
-    routes: list[Route] = field(default_factory=list)
-    login_token: str = ""
-
-    def get(self, path: str, cookie: str = "", **headers: str) -> Answer:
-        if cookie:
-            headers["Cookie"] = f"{sessions.COOKIE}={cookie}"
-        return request(self.url, "GET", path, headers=headers)
-
-    def post(self, path: str, fields: dict[str, str], cookie: str = "", **headers: str) -> Answer:
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
-        if cookie:
-            headers["Cookie"] = f"{sessions.COOKIE}={cookie}"
-        return request(self.url, "POST", path, urlencode(fields).encode(), headers)
-
-    def login(self, name: str, password: str = PASSWORD, address: str = "") -> Answer:
-        if not self.login_token:  # one form's token serves many tries, as in a browser
-            self.login_token = _csrf(self.get("/admin/login").text)
-        extra = {"X-Forwarded-For": address} if address else {}
-        return self.post("/admin/login", {"csrf": self.login_token, "name": name,
-                                          "password": password, "next": "/admin"}, **extra)
-
-    def signed_in(self, name: str) -> str:
-        answer = self.login(name)
-        assert answer.status == 303, answer.text
-        return _cookie(answer)
-
-    def staff(self, name: str) -> Staff:
-        with self.runtime.sessions() as s:
-            return s.scalars(select(Staff).where(Staff.name == name)).one()
-
-
-def _csrf(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found, page
-    return unescape(found.group(1))
-
-
-def _cookie(answer: Answer) -> str:
-    set_cookie = answer.headers["set-cookie"]
-    for attr in ("HttpOnly", "SameSite=strict", "Path=/admin"):
-        assert attr.lower() in set_cookie.lower(), set_cookie
-    return set_cookie.split(";")[0].split("=", 1)[1]
-
-
-def _visible(page: str) -> str:
-    """What a staff member reads of a page: no style, no tags, no login names (data)."""
-    page = re.sub(r"<style>.*?</style>", " ", page, flags=re.S)
-    page = re.sub(r"\b(zhang|li)\b", " ", page)
-    return unescape(re.sub(r"<[^>]+>", "\n", page))
+from dispatch.staff import accounts, sessions, throttle
 
 
 @pytest.fixture
 def site(sqlite_url) -> Iterator[Site]:
-    sock = listening_socket()
-    config = Config(base_dir=REPO)
-    config.database.url = sqlite_url
-    config.web.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    runtime = Runtime(config)
-    with transaction(runtime.sessions) as s:
-        editorial.store_issue(s, parse_file(SAMPLE_ISSUE), str(SAMPLE_ISSUE), runtime.rules)
-        for name, role, shown in (("zhang", "admin", "张三"), ("li", "editor", "李四")):
-            s.add(Staff(name=name, display_name=shown, role=role, password_hash=PASSWORD_HASH))
-    clock = Clock()
-    app = create_app(runtime, clock=clock)
-    try:
-        with serve(app, sock) as url:
-            yield Site(url, runtime, clock, [r for r in app.routes if isinstance(r, Route)])
-    finally:
-        runtime.engine.dispose()
+    with admin_site(sqlite_url) as served:
+        yield served
 
 
 # -- the CLI ---------------------------------------------------------------------------
@@ -184,7 +91,7 @@ def test_sign_in_first_page_and_sign_out(site: Site) -> None:
     assert home.status == 200 and "欢迎，张三" in home.text
     assert "已定稿" in home.text or "草稿" in home.text  # the stored issue, its status in words
     assert site.staff("zhang").last_login_at is not None
-    out = site.post("/admin/logout", {"csrf": _csrf(home.text)}, cookie)
+    out = site.post("/admin/logout", {"csrf": form_token(home.text)}, cookie)
     assert out.status == 303 and out.headers["location"] == "/admin/login"
     assert site.get("/admin", cookie).status == 303  # the old cookie is void
 
@@ -210,9 +117,9 @@ def test_post_without_a_form_token_changes_nothing(site: Site) -> None:
     assert site.post("/admin/logout", {}, cookie).status == 403
     assert site.post("/admin/logout", {"csrf": "1.forged"}, cookie).status == 403
     other = site.signed_in("li")  # a token of another session is no good either
-    other_token = _csrf(site.get("/admin", other).text)
+    other_token = form_token(site.get("/admin", other).text)
     assert site.post("/admin/logout", {"csrf": other_token}, cookie).status == 403
-    token = _csrf(site.get("/admin", cookie).text)
+    token = form_token(site.get("/admin", cookie).text)
     cross = site.post("/admin/logout", {"csrf": token}, cookie, Origin="https://evil.example")
     assert cross.status == 403
     assert site.staff("zhang").session_epoch == epoch
@@ -252,7 +159,7 @@ def test_throttle_by_account(site: Site) -> None:
         assert site.login("li", "wrong password").status == 200
     slowed = site.login("li")  # even the right password waits
     assert slowed.status == 429 and "请 15 分钟后再试" in slowed.text
-    assert english_words(_visible(slowed.text)) == []
+    assert english_words(visible(slowed.text)) == []
     _failed(site, 4, name="ghost")  # earlier tries, as the table keeps them
     unknown = [site.login("ghost", "wrong password").status for _ in range(2)]
     assert unknown == [200, 429]  # an unknown name is slowed alike
@@ -298,5 +205,5 @@ def test_pages_are_chinese(site: Site) -> None:
              site.get("/admin/staff", cookie), site.get("/admin/nothing", cookie),
              site.get("/admin/staff", site.signed_in("li")), site.login("zhang", "wrong pass")]
     for page in pages:
-        assert english_words(_visible(page.text)) == [], page.text
+        assert english_words(visible(page.text)) == [], page.text
         assert page.headers["content-security-policy"].startswith("default-src 'none'")
