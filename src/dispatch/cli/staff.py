@@ -33,14 +33,12 @@ def _line(prompt: str) -> str:
 
 
 def _ask_password() -> str:
-    from dispatch.staff.passwords import check_new
+    from dispatch.staff.passwords import check_pair
 
-    # Two hidden prompts compared here, not click's confirmation_prompt: its mismatch
-    # message is English and it asks again forever; staff get a Chinese refusal instead.
+    # Two hidden prompts compared by check_pair (as the web's forms), not click's
+    # confirmation_prompt: its mismatch message is English and it asks again forever.
     password, again = _line("密码"), _line("再输一次密码")
-    if password != again:
-        raise Refused("密码：两次输入的不一样，账号没有改动")
-    check_new(password)
+    check_pair(password, again)
     return password
 
 

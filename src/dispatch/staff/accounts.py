@@ -1,13 +1,18 @@
-"""Staff accounts: add, list, change password, disable and enable; every change kept in
-staff_changes with who and when. Refusals are Chinese and name the field."""
+"""Staff accounts: add, list, change role or password, disable and enable; every change
+kept in staff_changes with who made it (`by`: a staff member's id; None for the CLI on the
+server) and when, and read back as `history`. Refusals are Chinese and name the field.
+
+The staff web may not leave the service without an active admin (an admin disabling or
+demoting themselves as the last one): nobody could manage accounts in the web then. The
+CLI may, as it runs on the server, where `dispatch staff` can always make another admin."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, aliased
 
 from dispatch.clock import utcnow
 from dispatch.db.models import STAFF_ROLES, Staff, StaffChange
@@ -31,6 +36,15 @@ class Row:
     last_login_at: datetime | None
 
 
+@dataclass(frozen=True)
+class Change:
+    """One line of an account's change log, as staff read it (never a password)."""
+
+    at: datetime
+    by: str  # who made it: a display name, or the server's command line
+    what: str
+
+
 def _log(session: Session, staff: Staff, field: str, old: str | None, new: str | None,
          by: int | None) -> None:
     session.add(StaffChange(staff_id=staff.id, by_staff_id=by, field=field, old=old, new=new,
@@ -42,6 +56,25 @@ def find(session: Session, name: str) -> Staff:
     if staff is None:
         raise Refused(f"账号：没有名为“{name}”的账号")
     return staff
+
+
+def get(session: Session, staff_id: int) -> Staff | None:
+    return session.get(Staff, staff_id)
+
+
+def _keep_an_admin(session: Session, staff: Staff, by: int | None, disabling: bool) -> None:
+    """Refuse a change from the web (`by` set) that leaves no active admin: `staff`, an
+    active admin, about to be disabled (or else demoted)."""
+    if by is None or staff.role != "admin" or not staff.active:
+        return
+    others = session.scalar(select(func.count()).select_from(Staff).where(
+        Staff.role == "admin", Staff.active, Staff.id != staff.id))
+    if others:
+        return
+    whom = "自己" if by == staff.id else "这个账号"
+    doing = f"停用{whom}" if disabling else f"把{whom}改为编辑"
+    raise Refused(f"不能{doing}：这是唯一启用的管理员账号，之后就没有人能在网页上管理账号了。"
+                  "请先让另一个账号成为管理员。")
 
 
 def add(session: Session, name: str, password: str, role: str = "editor",
@@ -65,6 +98,21 @@ def add(session: Session, name: str, password: str, role: str = "editor",
     return staff
 
 
+def set_role(session: Session, name: str, role: str, by: int | None = None) -> bool:
+    """Make the account an editor or an admin; False when it already was (nothing logged).
+    Its sessions go on: every request reads the role afresh."""
+    if role not in STAFF_ROLES:
+        raise Refused("角色：只能是 editor（编辑）或 admin（管理员）")
+    staff = find(session, name)
+    if staff.role == role:
+        return False
+    if role != "admin":
+        _keep_an_admin(session, staff, by, disabling=False)
+    _log(session, staff, "role", staff.role, role, by)
+    staff.role = role
+    return True
+
+
 def set_password(session: Session, name: str, password: str, by: int | None = None) -> None:
     staff = find(session, name)
     staff.password_hash = passwords.hash_password(password)
@@ -72,11 +120,26 @@ def set_password(session: Session, name: str, password: str, by: int | None = No
     _log(session, staff, "password", None, None, by)
 
 
+def change_own_password(session: Session, staff_id: int, old: str, new: str,
+                        again: str) -> int:
+    """A staff member's own new password (typed twice), the old one required; every
+    session of the account ends. Returns the account's new session epoch, for the one
+    session that goes on."""
+    staff = session.get(Staff, staff_id)
+    if staff is None or not passwords.verify(staff.password_hash, old):
+        raise Refused("原密码：不对，密码没有改动")
+    passwords.check_pair(new, again)
+    set_password(session, staff.name, new, by=staff.id)
+    return staff.session_epoch
+
+
 def set_active(session: Session, name: str, active: bool, by: int | None = None) -> bool:
     """Disable or enable; False when it already was so (nothing logged)."""
     staff = find(session, name)
     if staff.active == active:
         return False
+    if not active:
+        _keep_an_admin(session, staff, by, disabling=True)
     staff.active = active
     if not active:
         staff.session_epoch += 1  # a disabled account's sessions end now
@@ -88,4 +151,33 @@ def rows(session: Session) -> list[Row]:
     return [
         Row(s.id, s.name, s.display_name, s.role, s.active, s.created_at, s.last_login_at)
         for s in session.scalars(select(Staff).order_by(Staff.name))
+    ]
+
+
+def describe(field: str, old: str | None, new: str | None) -> str:
+    """A change as staff read it (a password's change says only that it changed)."""
+    if field == "created":
+        return f"创建账号，角色：{ROLE_WORDS.get(new or '', new)}"
+    if field == "role":
+        return f"角色：{ROLE_WORDS.get(old or '', old)} → {ROLE_WORDS.get(new or '', new)}"
+    if field == "active":
+        return "启用账号" if new == "true" else "停用账号"
+    if field == "password":
+        return "设置了新密码"
+    return f"{field}：{old or ''} → {new or ''}"
+
+
+def history(session: Session, staff_id: int) -> list[Change]:
+    """The account's changes, newest first, with who made each."""
+    by = aliased(Staff)
+    found = session.execute(
+        select(StaffChange, by.display_name)
+        .outerjoin(by, by.id == StaffChange.by_staff_id)
+        .where(StaffChange.staff_id == staff_id)
+        .order_by(StaffChange.at.desc(), StaffChange.id.desc())
+    )
+    return [
+        Change(change.at, shown if shown is not None else "服务器命令行",
+               describe(change.field, change.old, change.new))
+        for change, shown in found
     ]

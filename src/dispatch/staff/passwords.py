@@ -18,6 +18,14 @@ def check_new(password: str) -> None:
         raise Refused(f"密码：至少 {MIN_LENGTH} 个字符")
 
 
+def check_pair(password: str, again: str) -> None:
+    """A new password as staff give it, typed twice (the CLI's prompts, the web's forms):
+    both the same, and long enough."""
+    if password != again:
+        raise Refused("密码：两次输入的不一样，账号没有改动")
+    check_new(password)
+
+
 def hash_password(password: str) -> str:
     check_new(password)
     return _hasher.hash(password)
