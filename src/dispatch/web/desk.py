@@ -106,6 +106,15 @@ class Posted:
 Handler = Callable[..., Response]
 
 
+class Guarded(Route):
+    """A route behind the desk's guards; `role` is the least role it lets in (the guard
+    tests read it off the app's route table)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., object], method: str, role: str):
+        super().__init__(path, endpoint, methods=[method])
+        self.role = role
+
+
 class Desk:
     def __init__(self, runtime: Runtime, env: Environment, headers: dict[str, str],
                  clock: Clock):
@@ -213,7 +222,7 @@ class Desk:
                 return self.refused(403, "只有管理员可以打开这个页面。", who)
             return await run_in_threadpool(handler, request, who)
 
-        return Route(path, endpoint, methods=["GET"])
+        return Guarded(path, endpoint, "GET", role)
 
     def action(self, path: str, handler: Handler, role: str = "editor",
                limit: int = MAX_FORM_BYTES) -> Route:
@@ -236,4 +245,4 @@ class Desk:
                 return self.refused(403, "只有管理员可以做这件事。", who)
             return await run_in_threadpool(handler, request, who, posted)
 
-        return Route(path, endpoint, methods=["POST"])
+        return Guarded(path, endpoint, "POST", role)
