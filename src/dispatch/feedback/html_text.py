@@ -85,18 +85,19 @@ _QUOTE = "quote"  # the quote is this element: drop it, go on after it
 _HIDE = "hide"  # not shown: drop it, no mark
 
 
-def html_lines(html: str) -> tuple[list[Line], bool]:
+def html_lines(html: str, *, cut: bool = True) -> tuple[list[Line], bool]:
     """The HTML's text as lines, cut at the quote's element, and whether one was found.
 
     A ``None`` line stands where a quote was removed, and ends the lines when the text
-    stopped at one."""
+    stopped at one. With ``cut=False`` the quote stays, as text like the rest (the whole
+    message, as staff read it in the staff web), and no line is ``None``."""
     root = _parse(html)
     if root is None:
         return [], False
     text = _Text()
     found = False
     stack: list[tuple[Any, Iterator[Any]]] = []
-    if _enter(root, text) is None:
+    if _enter(root, text, cut) is None:
         stack.append((root, iter(root)))
     budget = 2 * HTML_ELEMENTS  # each element is entered and left
     while stack and budget:
@@ -112,7 +113,7 @@ def html_lines(html: str) -> tuple[list[Line], bool]:
         if not isinstance(child.tag, str):  # a comment or processing instruction left in
             text.add(child.tail)
             continue
-        action = _enter(child, text)
+        action = _enter(child, text, cut)
         if action == _STOP:
             found = True
             text.quote()
@@ -174,13 +175,13 @@ def _first_text(element: Any) -> str:
     return _SPACES.sub(" ", "".join(chunks).replace("\xa0", " ")).lstrip()
 
 
-def _enter(element: Any, text: _Text) -> str | None:
-    """Start an element: its mark if it is a quote or hidden (then its content is not
-    visited), else None after writing what comes before its content."""
+def _enter(element: Any, text: _Text, cut: bool = True) -> str | None:
+    """Start an element: its mark if it is a quote (when `cut`) or hidden (then its
+    content is not visited), else None after writing what comes before its content."""
     tag = element.tag.lower()
     if len(element.attrib):  # quotes and hidden elements are known by their attributes
         action = _classify(element, tag)
-        if action is not None:
+        if action == _HIDE or (cut and action is not None):
             return action
     if tag in _SKIP:
         return _HIDE

@@ -81,6 +81,14 @@ def reply_text(message: EmailMessage) -> str:
     return whole_html
 
 
+def bodies(message: Message) -> tuple[str, str]:
+    """(HTML, plain text) of the message's readable bodies, as reply_text picks and
+    decodes them, whole: for showing a message, quote and all."""
+    found = _Bodies()
+    _collect(message, found, 0)
+    return "".join(found.html)[:HTML_CHARS], "\n".join(found.plain)[:TEXT_CHARS]
+
+
 def _plain_lines(text: str) -> list[str]:
     """A text part's lines, with the entities QQ Mail leaves in its text part unescaped."""
     text = text.translate(_INVISIBLE)

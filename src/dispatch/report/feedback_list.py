@@ -1,4 +1,5 @@
-"""The feedback staff read: rows newest first, filtered by issue, day and kind; the same
+"""The feedback staff read: rows newest first, filtered by issue, article, reader, day,
+kind, channel and whether handled (a page of them at a time for the staff web); the same
 columns for the terminal, JSON, CSV and XLSX; marking a row handled.
 
 The feedback stage (dispatch.feedback, the reader pages) writes the rows; this reads them.
@@ -9,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from dispatch import clock
@@ -21,6 +22,7 @@ from dispatch.report.figures import local_iso
 from dispatch.report.sheets import Block, Cell
 from dispatch.report.words import channel_word, kind_word
 
+Query: TypeAlias = "Select[*tuple[Any, ...]]"  # a select of any columns
 DAY_FORMAT = "%Y-%m-%d"
 WHOLE_ISSUE = "（整期）"  # the article of a vote on the whole issue (WeChat Work's card)
 
@@ -32,6 +34,12 @@ class Filters:
     kinds: tuple[str, ...] = ()  # empty: every kind
     unhandled: bool = False
     limit: int | None = None
+    article_id: int | None = None
+    reader_id: int | None = None
+    reader: str = ""  # in the reader's name, organisation, address or the sender's
+    channels: tuple[str, ...] = ()  # empty: every channel
+    handled: bool = False  # only those handled (unhandled: only those not)
+    offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -76,8 +84,9 @@ def parse_day(text: str) -> datetime:
     return local.astimezone(UTC).replace(tzinfo=None)
 
 
-def list_feedback(session: Session, filters: Filters) -> list[Item]:
-    query = (
+def _items() -> Query:
+    """The columns of an Item, readers and articles joined."""
+    return (
         select(
             Feedback.id, Feedback.issue_id, Feedback.reader_id, Reader.name, Reader.email,
             Reader.wecom_userid, Feedback.channel, Feedback.kind, Feedback.article_id,
@@ -86,19 +95,58 @@ def list_feedback(session: Session, filters: Filters) -> list[Item]:
         )
         .outerjoin(Reader, Reader.id == Feedback.reader_id)
         .outerjoin(Article, Article.id == Feedback.article_id)
-        .order_by(Feedback.received_at.desc(), Feedback.id.desc())
     )
+
+
+def _filtered(query: Query, filters: Filters) -> Query:
+    """`query` (on feedback, readers joined) narrowed by every filter that is set."""
     if filters.issue_id is not None:
         query = query.where(Feedback.issue_id == filters.issue_id)
+    if filters.article_id is not None:
+        query = query.where(Feedback.article_id == filters.article_id)
+    if filters.reader_id is not None:
+        query = query.where(Feedback.reader_id == filters.reader_id)
+    if filters.reader.strip():
+        words = filters.reader.strip()
+        query = query.where(or_(*(
+            column.icontains(words, autoescape=True)
+            for column in (Reader.name, Reader.organization, Reader.email,
+                           Reader.wecom_userid, Feedback.sender)
+        )))
     if filters.since is not None:
         query = query.where(Feedback.received_at >= filters.since)
     if filters.kinds:
         query = query.where(Feedback.kind.in_(filters.kinds))
+    if filters.channels:
+        query = query.where(Feedback.channel.in_(filters.channels))
     if filters.unhandled:
         query = query.where(Feedback.handled_at.is_(None))
+    if filters.handled:
+        query = query.where(Feedback.handled_at.is_not(None))
+    return query
+
+
+def list_feedback(session: Session, filters: Filters) -> list[Item]:
+    query = _items().order_by(Feedback.received_at.desc(), Feedback.id.desc())
+    query = _filtered(query, filters)
+    if filters.offset:
+        query = query.offset(filters.offset)
     if filters.limit is not None:
         query = query.limit(filters.limit)
     return [Item(*tuple(row)) for row in session.execute(query).all()]
+
+
+def count_feedback(session: Session, filters: Filters) -> int:
+    """How many rows the filters let through (limit and offset aside): for pages."""
+    query = select(func.count(Feedback.id)).outerjoin(Reader, Reader.id == Feedback.reader_id)
+    return session.scalar(_filtered(query, filters)) or 0
+
+
+def get_item(session: Session, feedback_id: int) -> Item | None:
+    """One row as the list has it; None if there is no such feedback."""
+    query = _items().where(Feedback.id == feedback_id)
+    row = session.execute(query).first()
+    return None if row is None else Item(*tuple(row))
 
 
 def item_json(item: Item) -> dict[str, Any]:

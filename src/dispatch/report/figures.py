@@ -15,7 +15,8 @@ Counting rules (every figure `dispatch report` prints or gives as JSON follows t
   (image proxies, security scanners fetching on arrival: dispatch.track.machines).
 - **open rate** = deliveries opened by a human ÷ deliveries sent (bounced ones stay in
   the denominator: they were sent). Machine-only opens are not in it.
-- **clicks**: click events not by a machine: the total, and the deliveries with one.
+- **clicks**: click events not by a machine: the total, and the deliveries with one;
+  **click rate** = deliveries with a human click ÷ deliveries sent.
 - **web reads**: web_view and article_view events not by a machine: the total, and the
   deliveries with one.
 - **per article**: human clicks and article pages read (total, and deliveries); the 有用 /
@@ -51,6 +52,7 @@ from dispatch.db.models import (
     Delivery,
     Event,
     Feedback,
+    Issue,
     Reader,
     ReaderIndustry,
 )
@@ -84,6 +86,11 @@ class DeliveryFigures:
     def open_rate(self) -> float | None:
         """Deliveries opened by a human ÷ deliveries sent; None when none was sent."""
         return rate(self.opened_human, self.sent)
+
+    @property
+    def click_rate(self) -> float | None:
+        """Deliveries with a human click ÷ deliveries sent; None when none was sent."""
+        return rate(self.clicked, self.sent)
 
     def add(self, other: DeliveryFigures) -> None:
         for f in fields(self):
@@ -346,16 +353,29 @@ def _feedback(session: Session, issue_id: int) -> dict[tuple[int | None, str], i
     return {(a, kind): n for a, kind, n in rows}
 
 
-def issue_figures(session: Session, issue_id: int, now: datetime | None = None) -> IssueFigures:
-    """Every figure of the report; Refused for an issue that does not exist."""
-    issue = editorial.get_issue(session, issue_id)
+def headline(session: Session, issue: Issue, now: datetime | None = None) -> IssueFigures:
+    """The figures by channel and the feedback counts, without the articles and the
+    industries: what a list of issues shows for each (a few queries, by index)."""
     out = IssueFigures(
         issue_id=issue.id, title=issue.title, number=issue.number, status=issue.status,
         publish_at=issue.publish_at, as_of=now or clock.utcnow(),
         channels={c: DeliveryFigures() for c in CHANNELS},
     )
-    _deliveries(session, issue_id, out)
-    _opens(session, issue_id, out)
+    _deliveries(session, issue.id, out)
+    _opens(session, issue.id, out)
+    out.feedback = {kind: 0 for kind in FEEDBACK_KINDS}
+    for kind, n in session.execute(
+        select(Feedback.kind, func.count()).where(Feedback.issue_id == issue.id)
+        .group_by(Feedback.kind)
+    ).all():
+        out.feedback[kind] += n
+    return out
+
+
+def issue_figures(session: Session, issue_id: int, now: datetime | None = None) -> IssueFigures:
+    """Every figure of the report; Refused for an issue that does not exist."""
+    issue = editorial.get_issue(session, issue_id)
+    out = headline(session, issue, now)
     out.industries = _industries(session, issue_id)
 
     events = _article_events(session, issue_id)
@@ -374,9 +394,6 @@ def issue_figures(session: Session, issue_id: int, now: datetime | None = None) 
         ))
     out.articles = rank_articles(articles)
     out.issue_votes = {kind: votes.get((None, kind), 0) for kind in VOTE_KINDS}
-    out.feedback = {kind: 0 for kind in FEEDBACK_KINDS}
-    for (_, kind), n in votes.items():
-        out.feedback[kind] += n
     return out
 
 

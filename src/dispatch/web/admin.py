@@ -6,7 +6,7 @@
     GET  /admin/static/{name}      our own script and styles (defaults/static/)
     /admin/issues…                 issues: upload, tags, preview, finalize, send (web.admin_issues)
     /admin/readers…                readers and their lists (web.admin_readers)
-    /admin/feedback…, /admin/reports…  the inbox and the reports (web.admin_feedback)
+    /admin/feedback…, /admin/reports…  the inbox (web.admin_feedback), the reports (web.admin_reports)
     /admin/staff…                  staff accounts, admins only (web.admin_staff)
 
 Every route but the sign-in page goes through web.desk's guards. Anything else under
@@ -32,7 +32,7 @@ from dispatch.db.session import transaction
 from dispatch.runtime import Runtime
 from dispatch.staff import sessions, throttle
 from dispatch.statewords import ISSUE_WORDS
-from dispatch.web import admin_feedback, admin_issues, admin_readers, admin_staff
+from dispatch.web import admin_feedback, admin_issues, admin_readers, admin_reports, admin_staff
 from dispatch.web.desk import Clock, Desk, Posted, Signed, admin_headers
 from dispatch.web.forms import cross_site, read_capped
 
@@ -145,6 +145,7 @@ class Admin:
             *admin_issues.routes(desk),
             *admin_readers.routes(desk),
             *admin_feedback.routes(desk),
+            *admin_reports.routes(desk),
             *admin_staff.routes(desk),
             desk.view("/admin/{rest:path}", self.missing),
             desk.action("/admin/{rest:path}", self.missing_post),
