@@ -6,7 +6,6 @@ tables are imported by the commands that use them (start-up time).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -190,9 +189,9 @@ def export(
     from dispatch.readers.apply import list_readers
     from dispatch.readers.export import export as export_readers
 
-    keep = _filter(industry, group, channel, status)
+    where = _filter(industry, group, channel, status)
     with transaction(runtime_of(ctx).sessions) as session:
-        states = [r.state for r in list_readers(session) if keep(r)]
+        states = [r.state for r in list_readers(session, where)]
     export_readers(states, path)
     typer.echo(f"已把 {len(states)} 位读者写入 {path}")
 
@@ -201,38 +200,17 @@ def export(
 
 
 def _filter(industry: str | None, group: str | None, channel: str | None,
-            status: str | None) -> Callable[[Listed], bool]:
-    tests: list[Callable[[ReaderState], bool]] = []
-    if all(v is None for v in (industry, group, channel, status)):
-        return lambda r: True
+            status: str | None, text: str = "") -> Any:
+    """The options as a condition on the readers (dispatch.readers.query); None: all."""
     from dispatch.clock import utcnow
-    from dispatch.readers.validate import parse_channels, parse_industries, parse_state
+    from dispatch.readers.query import FilterError, condition, parse_filter
 
-    if industry is not None:
-        try:
-            follows_all, codes = parse_industries(industry)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--industry") from None
-        if not follows_all:
-            wanted_codes = set(codes)
-            tests.append(lambda r: r.follows_all or bool(wanted_codes & set(r.industries)))
-    if group is not None:
-        tests.append(lambda r: r.group == group.strip())
-    if channel is not None:
-        try:
-            wanted = set(parse_channels(channel))
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--channel") from None
-        tests.append(lambda r: bool(wanted & set(r.channels)))
-    wanted_state = None
-    if status is not None:
-        try:
-            wanted_state = parse_state(status)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--status") from None
-    now = utcnow()
-    return lambda r: (all(t(r.state) for t in tests)
-                      and (wanted_state is None or wanted_state in r.states(now)))
+    try:
+        wanted = parse_filter(text=text, industry=industry, group=group, channel=channel,
+                              status=status)
+    except FilterError as exc:
+        raise typer.BadParameter(exc.message, param_hint=f"--{exc.field}") from None
+    return condition(wanted, utcnow())
 
 
 WideOpt = Annotated[bool, typer.Option("--wide", help="显示所有列（较宽，不截断）")]
@@ -259,9 +237,9 @@ def list_(
     from dispatch.readers.apply import list_readers
 
     _one_format(as_json, as_csv)
-    keep = _filter(industry, group, channel, status)
+    where = _filter(industry, group, channel, status)
     with transaction(runtime_of(ctx).sessions) as session:
-        readers = [r for r in list_readers(session) if keep(r)]
+        readers = list_readers(session, where)
     if not readers and not (as_json or as_csv):
         filtered = any(v is not None for v in (industry, group, channel, status))
         typer.echo("没有符合条件的读者" if filtered else
@@ -290,14 +268,14 @@ def find(
     （退出码 0），--json 输出 []。
     """
     from dispatch.db.session import transaction
-    from dispatch.readers.apply import find_readers
+    from dispatch.readers.apply import list_readers
 
     _one_format(as_json, as_csv)
     if not text.strip():
         raise typer.BadParameter("要找的文字为空", param_hint="文字")
-    keep = _filter(industry, group, channel, status)
+    where = _filter(industry, group, channel, status, text)
     with transaction(runtime_of(ctx).sessions) as session:
-        readers = [r for r in find_readers(session, text) if keep(r)]
+        readers = list_readers(session, where)
     if not readers and not (as_json or as_csv):
         typer.echo(f"没有找到姓名、单位、邮箱或企业微信账号中含有“{text.strip()}”的读者")
         return
@@ -643,19 +621,18 @@ def activate(
     须加 --resubscribe。
     """
     from dispatch.db.session import transaction
-    from dispatch.readers.apply import find_reader, set_status
-    from dispatch.readers.changes import lift_email_suspension, resume
+    from dispatch.readers.apply import find_reader
+    from dispatch.readers.changes import ACTIVATED_WORDS, StillUnsubscribed
+    from dispatch.readers.changes import activate as activate_reader
 
     with transaction(runtime_of(ctx).sessions) as session:
         reader = find_reader(session, key)
-        if reader.status == "unsubscribed" and not resubscribe:
+        try:
+            done = [ACTIVATED_WORDS[f] for f in activate_reader(session, reader,
+                                                                 resubscribe=resubscribe)]
+        except StillUnsubscribed:
             raise Refused(
                 f"读者 {reader.id} 已退订；只有读者本人要求重新接收时，"
                 "才能加上 --resubscribe 恢复发送"
-            )
-        done = [word for word, changed in (
-            ("已恢复发送（状态改为正常）", set_status(session, reader, "active")),
-            ("已取消读者设置的暂停", resume(session, reader, source="staff")),
-            ("已恢复发送邮件（退信停发已解除）", lift_email_suspension(session, reader)),
-        ) if changed]
+            ) from None
         typer.echo(f"读者 {reader.id}：" + ("；".join(done) if done else "本来就是正常状态"))

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, delete, func, or_, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
@@ -258,20 +258,26 @@ def is_paused(paused_until: datetime | None, now: datetime) -> bool:
     return paused_until is not None and paused_until > now
 
 
-def _joined_codes(session: Session, table: Table, column: str) -> Any:
+def _joined_codes(session: Session, table: Table, column: str,
+                  ids: Sequence[int] | None = None) -> Any:
     """reader_id → its rows' values joined with commas, as a subquery (one row per reader
-    instead of one per industry: a third of the rows to fetch)."""
+    instead of one per industry: a third of the rows to fetch); of the readers ``ids``
+    only, if given (a page of a long list: the databases would join every reader's)."""
     values = table.c[column]
     joined = (func.string_agg(values, ",") if is_postgres(session)
               else func.group_concat(values, ","))
-    return select(table.c.reader_id, joined.label("codes")).group_by(table.c.reader_id).subquery()
+    stmt = select(table.c.reader_id, joined.label("codes"))
+    if ids is not None:
+        stmt = stmt.where(table.c.reader_id.in_(ids))
+    return stmt.group_by(table.c.reader_id).subquery()
 
 
-def _select_readers(session: Session, *extra: Any) -> Any:
-    """One query for the readers with their industries and channels."""
+def _select_readers(session: Session, *extra: Any, ids: Sequence[int] | None = None) -> Any:
+    """One query for the readers (those with ``ids``, if given) with their industries and
+    channels."""
     readers = _READERS
-    industries = _joined_codes(session, _INDUSTRIES, "industry")
-    channels = _joined_codes(session, _CHANNELS, "channel")
+    industries = _joined_codes(session, _INDUSTRIES, "industry", ids)
+    channels = _joined_codes(session, _CHANNELS, "channel", ids)
     return (
         select(readers.c.id, readers.c.name, readers.c.organization, readers.c.position,
                readers.c.group_name, readers.c.email, readers.c.wecom_userid,
@@ -311,30 +317,21 @@ def _joined_channels(joined: str) -> tuple[str, ...]:
     return _channel_order(tuple(joined.split(",")))
 
 
-def list_readers(session: Session, where: Any = None) -> list[Listed]:
-    """The readers (those matching ``where``), by id, in one query whatever their number."""
+def list_readers(session: Session, where: Any = None, *,
+                 ids: Sequence[int] | None = None) -> list[Listed]:
+    """The readers (those matching ``where``, of ``ids`` if given), by id, in one query
+    whatever their number."""
     readers = _READERS
     stmt = _select_readers(
         session, readers.c.created_at, readers.c.updated_at, readers.c.paused_until,
-        readers.c.email_suspended_at, readers.c.email_bounces,
+        readers.c.email_suspended_at, readers.c.email_bounces, ids=ids,
     ).order_by(readers.c.id)
     if where is not None:
         stmt = stmt.where(where)
+    if ids is not None:
+        stmt = stmt.where(readers.c.id.in_(ids))
     state = _StateReader()
     return [Listed(row[0], state(row), *row[11:16]) for row in session.execute(stmt)]
-
-
-def find_readers(session: Session, text: str) -> list[Listed]:
-    """Readers whose name, organisation, email or WeChat Work user id holds ``text``
-    (case-insensitive for Latin letters), by id."""
-    needle = text.strip().lower()
-    if not needle:
-        return []
-    readers = _READERS
-    columns = (readers.c.name, readers.c.organization, readers.c.email, readers.c.wecom_userid)
-    return list_readers(session, or_(
-        *(func.lower(c).contains(needle, autoescape=True) for c in columns)
-    ))
 
 
 @dataclass
@@ -394,11 +391,12 @@ def _scalar_values(state: ReaderState) -> dict[str, Any]:
 
 
 def import_records(session: Session, records: Iterable[ReaderRecord], *, dry_run: bool = False,
-                   report: ImportReport | None = None) -> ImportReport:
+                   report: ImportReport | None = None, by: int | None = None) -> ImportReport:
     """Match, diff and (unless dry_run, and only if nothing is wrong) write.
 
     The caller owns the transaction; on errors nothing is written. The stored readers are
-    read in three queries and written in batches (executemany), never row by row.
+    read in three queries and written in batches (executemany), never row by row. ``by``:
+    the staff member importing in the staff web, kept with each logged change.
     """
     report = report or ImportReport(dry_run=dry_run)
     stored = _Stored.load(session)
@@ -460,7 +458,7 @@ def import_records(session: Session, records: Iterable[ReaderRecord], *, dry_run
     if not dry_run:
         try:
             _insert(session, added)
-            _update(session, stored, updated)
+            _update(session, stored, updated, by)
         except IntegrityError as exc:
             raise Refused(
                 "导入期间读者名单被改动了（可能同时有另一次导入或修改）；"
@@ -544,7 +542,8 @@ def _converted(row: tuple[Any, ...], convert: Sequence[tuple[int, Callable[[Any]
     return tuple(values)
 
 
-def _update(session: Session, stored: _Stored, updates: Sequence[tuple[int, ReaderState]]) -> None:
+def _update(session: Session, stored: _Stored, updates: Sequence[tuple[int, ReaderState]],
+            by: int | None = None) -> None:
     now = utcnow()
     readers = _READERS
     set_row = update(readers).where(readers.c.id == bindparam("reader_id")).values(
@@ -571,25 +570,28 @@ def _update(session: Session, stored: _Stored, updates: Sequence[tuple[int, Read
         for chunk in _chunks(gone[key], 10 * _CHUNK):
             session.execute(stmt, list(chunk))
     _insert_codes(session, new_industries, new_channels)
-    _bulk_insert(session, _CHANGES, ("reader_id", "at", "source", "field", "old", "new"), [
-        (reader_id, now, "import", f, old, new)
+    _bulk_insert(session, _CHANGES, ("reader_id", "at", "source", "field", "old", "new",
+                                     "staff_id"), [
+        (reader_id, now, "import", f, old, new, by)
         for reader_id, state in updates
         for f, old, new in logged_changes(stored.states[reader_id], state)
     ])
 
 
-def import_lists(factory: sessionmaker[Session], paths: Sequence[Path], *,
-                 dry_run: bool = False) -> ImportReport:
-    """Read, check and apply lists: every error is reported; anything wrong, nothing written."""
+def read_lists(paths: Sequence[Path], *, names: Sequence[str] | None = None,
+               dry_run: bool = False) -> tuple[ImportReport, list[ReaderRecord]]:
+    """Read and check lists, without the database: the report (its errors) and the
+    records. ``names``: each file as errors name it (default: its path)."""
     # Here, not at the top: listing or showing readers needs neither (start-up time).
     from dispatch.readers.table import TableError, read_table
     from dispatch.readers.validate import validate_tables
 
-    report = ImportReport(dry_run=dry_run, files=[str(p) for p in paths])
+    shown = list(names) if names is not None else [str(p) for p in paths]
+    report = ImportReport(dry_run=dry_run, files=shown)
     tables = []
-    for path in paths:
+    for path, name in zip(paths, shown, strict=True):
         try:
-            tables.append(read_table(path, display=str(path)))
+            tables.append(read_table(path, display=name))
         except TableError as exc:
             report.errors.append(exc.error)
     checked = validate_tables(tables)
@@ -597,19 +599,38 @@ def import_lists(factory: sessionmaker[Session], paths: Sequence[Path], *,
     report.rows = checked.rows
     report.ignored_columns = checked.ignored_columns
     report.errors.extend(checked.errors)
+    return report, checked.records
+
+
+def sort_errors(report: ImportReport) -> None:
+    """Errors by file (in the order given), then row."""
+    order = {name: i for i, name in enumerate(report.files)}
+    report.errors.sort(key=lambda e: (order.get(e.file, len(order)), e.row or 0))
+
+
+def import_lists(factory: sessionmaker[Session], paths: Sequence[Path], *,
+                 dry_run: bool = False, names: Sequence[str] | None = None,
+                 by: int | None = None) -> ImportReport:
+    """Read, check and apply lists: every error is reported; anything wrong, nothing written."""
+    report, records = read_lists(paths, names=names, dry_run=dry_run)
     if not report.errors:
         with transaction(factory) as session:
-            import_records(session, checked.records, dry_run=dry_run, report=report)
+            import_records(session, records, dry_run=dry_run, report=report, by=by)
             if report.errors or dry_run:
                 session.rollback()
-    order = {str(p): i for i, p in enumerate(paths)}
-    report.errors.sort(key=lambda e: (order.get(e.file, len(order)), e.row or 0))
-    if report.errors:
-        log.info("reader import refused: %d errors, nothing written", len(report.errors))
-    elif not dry_run:
-        log.info("reader import: %d added, %d updated, %d unchanged",
-                 report.added, report.updated, report.unchanged)
+    sort_errors(report)
+    log_outcome(report, by)
     return report
+
+
+def log_outcome(report: ImportReport, by: int | None = None) -> None:
+    """An import's outcome in the log: counts only, never a reader's name or address."""
+    who = f" by staff {by}" if by is not None else ""
+    if report.errors:
+        log.info("reader import refused%s: %d errors, nothing written", who, len(report.errors))
+    elif not report.dry_run:
+        log.info("reader import%s: %d added, %d updated, %d unchanged",
+                 who, report.added, report.updated, report.unchanged)
 
 
 # --- one reader (the CLI's add / set) ----------------------------------------------------
@@ -632,8 +653,10 @@ def _conflicts(session: Session, state: ReaderState, rec: ReaderRecord,
     return errors
 
 
-def add_reader(session: Session, rec: ReaderRecord) -> Reader:
-    """A new reader from a checked record; raises RecordRefused."""
+def add_reader(session: Session, rec: ReaderRecord, *, by: int | None = None) -> Reader:
+    """A new reader from a checked record; raises RecordRefused. The log keeps that staff
+    added them (``by``: who, in the staff web); an import's new readers are not logged
+    one by one."""
     state = merge(None, rec)
     errors = _conflicts(session, state, rec, None) + check_state(state, rec)
     if errors:
@@ -641,14 +664,15 @@ def add_reader(session: Session, rec: ReaderRecord) -> Reader:
     reader = new_reader(state)
     session.add(reader)
     session.flush()
+    log_change(session, reader.id, "created", None, None, source="staff", by=by)
     log.info("reader %s added", reader.id)
     return reader
 
 
 def update_reader(session: Session, reader: Reader, rec: ReaderRecord, *,
-                  source: str = "staff") -> tuple[str, ...]:
+                  source: str = "staff", by: int | None = None) -> tuple[str, ...]:
     """Apply the given fields of a record to a reader; the fields that changed. Changes
-    to what the reader receives are logged (logged_changes) with ``source``."""
+    to what the reader receives are logged (logged_changes) with ``source`` and ``by``."""
     current = state_of(reader)
     state = merge(current, rec)
     errors = _conflicts(session, state, rec, reader) + check_state(state, rec)
@@ -657,7 +681,7 @@ def update_reader(session: Session, reader: Reader, rec: ReaderRecord, *,
     changed = state.changed_fields(current)
     if changed:
         for f, old, new in logged_changes(current, state):
-            log_change(session, reader.id, f, old, new, source=source)
+            log_change(session, reader.id, f, old, new, source=source, by=by)
         write_state(reader, state)
         session.flush()
         log.info("reader %s updated (%s, %s)", reader.id, ", ".join(changed), source)
@@ -681,7 +705,8 @@ class RecordRefused(Refused):
         ))
 
 
-def set_status(session: Session, reader: Reader, status: str, *, source: str = "staff") -> bool:
+def set_status(session: Session, reader: Reader, status: str, *, source: str = "staff",
+               by: int | None = None) -> bool:
     """Change a reader's status, kept in the change log with its source; True if it changed.
 
     The change is one conditional UPDATE: of two processes making the same change at once
@@ -699,7 +724,7 @@ def set_status(session: Session, reader: Reader, status: str, *, source: str = "
     set_committed_value(reader, "status", status)
     if not changed:
         return False
-    log_change(session, reader.id, "status", old, status, source=source)
+    log_change(session, reader.id, "status", old, status, source=source, by=by)
     session.flush()
     log.info("reader %s status %s (%s)", reader.id, status, source)
     return True

@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 
 from dispatch import clock
 from dispatch.db.models import Reader, ReaderChange
+from dispatch.errors import Refused
 from dispatch.readers import CHANNEL_WORDS, ReaderRecord, status_word
-from dispatch.readers.apply import is_paused, log_change, update_reader
+from dispatch.readers.apply import is_paused, log_change, set_status, update_reader
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,8 @@ def pause(session: Session, reader: Reader, until: datetime, *, source: str) -> 
     return True
 
 
-def resume(session: Session, reader: Reader, *, source: str, now: datetime | None = None) -> bool:
+def resume(session: Session, reader: Reader, *, source: str, now: datetime | None = None,
+           by: int | None = None) -> bool:
     """End a reader's pause now; True if they were paused. A pause already over is
     cleared without a log entry: nothing changes for the reader."""
     if reader.paused_until is None:
@@ -91,7 +93,7 @@ def resume(session: Session, reader: Reader, *, source: str, now: datetime | Non
     paused = is_paused(reader.paused_until, now or clock.utcnow())
     if paused:
         log_change(session, reader.id, "paused_until", _stamp(reader.paused_until), None,
-                   source=source)
+                   source=source, by=by)
         log.info("reader %s resumed (%s)", reader.id, source)
     reader.paused_until = None
     session.flush()
@@ -110,18 +112,49 @@ def suspend_email(session: Session, reader: Reader, now: datetime, *, source: st
              reader.id, reader.email_bounces, source)
 
 
-def lift_email_suspension(session: Session, reader: Reader, *, source: str = "staff") -> bool:
+def lift_email_suspension(session: Session, reader: Reader, *, source: str = "staff",
+                          by: int | None = None) -> bool:
     """Mail the reader's email again after the bounce rule suspended it: the count of
     bounces starts again at 0. True if it was suspended."""
     if reader.email_suspended_at is None:
         return False
     log_change(session, reader.id, "email_suspended_at", _stamp(reader.email_suspended_at),
-               None, source=source)
+               None, source=source, by=by)
     reader.email_suspended_at = None
     reader.email_bounces = 0
     session.flush()
     log.info("reader %s: email suspension lifted (%s)", reader.id, source)
     return True
+
+
+# --- staff: stop and start sending ----------------------------------------------------------
+
+# What `activate` did, by the field it changed, as staff read it.
+ACTIVATED_WORDS = {
+    "status": "已恢复发送（状态改为正常）",
+    "paused_until": "已取消读者设置的暂停",
+    "email_suspended_at": "已恢复发送邮件（退信停发已解除）",
+}
+
+
+class StillUnsubscribed(Refused):
+    """Staff asked to send to a reader who unsubscribed, without the reader's own request."""
+
+
+def activate(session: Session, reader: Reader, *, resubscribe: bool = False,
+             by: int | None = None) -> tuple[str, ...]:
+    """Send to the reader again: status 正常, their own pause ended, an email suspended by
+    the bounce rule mailed again (staff have checked the address). The fields changed, in
+    ACTIVATED_WORDS' order. A reader who unsubscribed comes back only when they asked
+    (``resubscribe``); else StillUnsubscribed."""
+    if reader.status == "unsubscribed" and not resubscribe:
+        raise StillUnsubscribed(f"读者 {reader.id} 已退订；只有读者本人要求重新接收时才能恢复发送")
+    done = (
+        ("status", set_status(session, reader, "active", source="staff", by=by)),
+        ("paused_until", resume(session, reader, source="staff", by=by)),
+        ("email_suspended_at", lift_email_suspension(session, reader, by=by)),
+    )
+    return tuple(f for f, changed in done if changed)
 
 
 # --- preferences ---------------------------------------------------------------------------
@@ -192,6 +225,8 @@ def describe_change(field: str, old: str | None, new: str | None) -> str:
         return f"暂停至 {_time_words(new)}" if new else "恢复接收（取消暂停）"
     if field == "email_suspended_at":
         return "邮件退信停发" if new else "解除邮件退信停发"
+    if field == "created":
+        return "加入名单"
     if field == "email_bounces":
         return f"邮件连续退信次数：{old or 0} → {new or 0}"
     from dispatch.readers import COLUMNS

@@ -12,7 +12,7 @@ import csv
 import io
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO, cast
+from typing import IO, TYPE_CHECKING, TextIO, cast
 
 from dispatch.errors import Refused, os_reason
 from dispatch.industries import describe
@@ -60,7 +60,7 @@ def csv_bytes(states: Iterable[ReaderState]) -> bytes:
     return buf.getvalue().encode("utf-8-sig")
 
 
-def write_xlsx(states: Iterable[ReaderState], path: Path) -> None:
+def write_xlsx(states: Iterable[ReaderState], path: Path | IO[bytes]) -> None:
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
@@ -85,6 +85,13 @@ def write_xlsx(states: Iterable[ReaderState], path: Path) -> None:
         ws.column_dimensions[column].width = width
     ws.freeze_panes = "A2"
     wb.save(path)
+
+
+def xlsx_bytes(states: Iterable[ReaderState]) -> bytes:
+    """The workbook an export writes, as bytes (a download)."""
+    buf = io.BytesIO()
+    write_xlsx(states, buf)
+    return buf.getvalue()
 
 
 def export(states: Iterable[ReaderState], path: Path) -> None:
