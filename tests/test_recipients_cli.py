@@ -457,10 +457,13 @@ def test_changes_by_staff_and_imports_are_logged_with_their_source(dispatch, tmp
     out = d.ok("recipients", "show", HAN)
     lines = out.splitlines()
     start = lines.index("  最近的修改")
-    # Newest first; the time, then who, then what.
+    # Newest first; the time, then who, then what: every field, so the list's own 职务
+    # coming back with the import shows too.
     assert [line.split(None, 2)[2] for line in lines[start + 1:]] == [
         "导入  状态：正常 → 退订",
         "导入  关注产业：生物医药、食品 → 全部",
+        "导入  职务：总监 → 研发总监",
         "工作人员  关注产业：生物医药 → 生物医药、食品",
+        "工作人员  职务：研发总监 → 总监",
     ], out
     assert english_words(out.replace(HAN, " ")) == []

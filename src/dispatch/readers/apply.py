@@ -177,8 +177,15 @@ def check_state(state: ReaderState, rec: ReaderRecord) -> list[ListProblem]:
 
 def logged_values(state: ReaderState) -> dict[str, str]:
     """The fields of a reader whose every change is kept, as the log writes their values:
-    what the reader receives (industries, channels) and whether (status)."""
+    who they are and where they are reached, what they receive (industries, channels) and
+    whether (status). Staff see where any of it came from."""
     return {
+        "name": state.name,
+        "organization": state.organization,
+        "position": state.position,
+        "group": state.group,
+        "email": state.email or "",
+        "wecom_userid": state.wecom_userid or "",
         "industries": "all" if state.follows_all else ",".join(state.industries),
         "channels": ",".join(state.channels),
         "status": state.status,
