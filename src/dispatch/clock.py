@@ -3,11 +3,13 @@ and for how dates and times are written."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 LOCAL_FORMAT = "%Y-%m-%d %H:%M"
+# What <input type="datetime-local"> sends (seconds too, if the browser shows them).
+INPUT_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
 
 
 def utcnow() -> datetime:
@@ -19,6 +21,33 @@ def parse_local(text: str) -> datetime:
     """'YYYY-MM-DD HH:MM' in Asia/Shanghai → naive UTC. Raises ValueError."""
     local = datetime.strptime(text.strip(), LOCAL_FORMAT).replace(tzinfo=LOCAL_TZ)
     return local.astimezone(UTC).replace(tzinfo=None)
+
+
+def parse_local_input(text: str) -> datetime:
+    """A datetime-local input's value ('2026-12-01T08:30', Beijing time) → naive UTC; the
+    CLI's form ('2026-12-01 08:30') is taken too. Raises ValueError."""
+    text = text.strip()
+    for form in INPUT_FORMATS:
+        try:
+            local = datetime.strptime(text, form).replace(tzinfo=LOCAL_TZ)
+        except ValueError:
+            continue
+        return local.astimezone(UTC).replace(tzinfo=None)
+    return parse_local(text)
+
+
+def local_input(utc_naive: datetime | None) -> str:
+    """A stored time as a datetime-local input's value ('2026-12-01T08:30'); '' for None."""
+    return "" if utc_naive is None else to_local(utc_naive).strftime(INPUT_FORMATS[0])
+
+
+def next_local(utc_naive: datetime, at: time) -> datetime:
+    """The first `at` (Beijing time) after `utc_naive`, as naive UTC: the next 08:30."""
+    local = to_local(utc_naive)
+    when = datetime.combine(local.date(), at, tzinfo=LOCAL_TZ)
+    if when <= local:
+        when += timedelta(days=1)
+    return when.astimezone(UTC).replace(tzinfo=None)
 
 
 def to_local(utc_naive: datetime) -> datetime:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from dispatch import clock, lifecycle
 from dispatch.content_hash import SectionContent, issue_content_hash
-from dispatch.db.models import Article, ArticleTag, Issue, Section
+from dispatch.db.models import Article, ArticleTag, Issue, IssueChange, Section
 from dispatch.errors import Refused
 from dispatch.industries import GENERAL, TAG_CODES, describe, name_of
 from dispatch.ingest.document import ParsedIssue
@@ -127,10 +127,28 @@ def list_issues(session: Session) -> list[Issue]:
     return list(session.scalars(select(Issue).order_by(Issue.id.desc())))
 
 
+class Hinted(Refused):
+    """A refusal whose message ends in what to do at the command line; `reason` is what
+    was refused without it (the staff web shows that, beside its own buttons)."""
+
+    def __init__(self, reason: str, hint: str):
+        self.reason = reason
+        super().__init__(f"{reason}{hint}")
+
+
+def frozen_reason(issue: Issue, action: str) -> str | None:
+    """Why `action` (改标签, 删除 …) can't be done to the issue: it is no longer a draft;
+    None for a draft."""
+    if issue.status == "draft":
+        return None
+    return f"期刊 {issue.id} {ISSUE_WORDS[issue.status]}，内容已冻结，不能{action}"
+
+
 def _editable(issue: Issue, action: str) -> None:
     """Refuses `action` (tag, retag, finalize, delete: in Chinese) on an issue that is no
     longer a draft, saying what can still be done with it."""
-    if issue.status == "draft":
+    reason = frozen_reason(issue, action)
+    if reason is None:
         return
     n = issue.id
     again = (
@@ -144,9 +162,7 @@ def _editable(issue: Issue, action: str) -> None:
         )
     else:
         still = f"发送进度：dispatch status {n}；{again}"
-    raise Refused(
-        f"期刊 {n} {ISSUE_WORDS[issue.status]}，内容已冻结，不能{action}。还可以：{still}"
-    )
+    raise Hinted(reason, f"。还可以：{still}")
 
 
 def get_article(session: Session, article_id: int) -> Article:
@@ -187,13 +203,15 @@ def finalize(session: Session, issue_id: int, publish_at: datetime | None) -> Is
     if publish_at is None:
         publish_at = now
     elif publish_at < now - PAST_TOLERANCE:
-        raise Refused(
-            f"发布时间 {clock.show(publish_at)}（北京时间）已过；要立即发布，去掉 --publish-at"
-        )
+        raise Hinted(_past(publish_at), "；要立即发布，去掉 --publish-at")
     if not issue.articles:
         raise Refused(f"期刊 {issue.id} 没有文章")
     lifecycle.finalize(session, issue, publish_at, now)
     return issue
+
+
+def _past(publish_at: datetime) -> str:
+    return f"发布时间 {clock.show(publish_at)}（北京时间）已过"
 
 
 def reschedule(session: Session, issue_id: int, publish_at: datetime) -> Issue:
@@ -203,9 +221,7 @@ def reschedule(session: Session, issue_id: int, publish_at: datetime) -> Issue:
     # the time: its refusal rolls the move back with the caller's transaction.
     lifecycle.reschedule(session, issue_id, publish_at)
     if publish_at < clock.utcnow() - PAST_TOLERANCE:
-        raise Refused(
-            f"发布时间 {clock.show(publish_at)}（北京时间）已过；要立即发送：dispatch send {issue_id}"
-        )
+        raise Hinted(_past(publish_at), f"；要立即发送：dispatch send {issue_id}")
     session.refresh(issue)
     return issue
 
@@ -214,6 +230,37 @@ def delete_draft(session: Session, issue_id: int) -> None:
     issue = get_issue(session, issue_id)
     _editable(issue, "删除")
     session.execute(delete(Issue).where(Issue.id == issue.id))
+
+
+def log_change(
+    session: Session,
+    issue_id: int,
+    field: str,
+    *,
+    by: int | None,
+    old: str | None = None,
+    new: str | None = None,
+    article_id: int | None = None,
+) -> IssueChange:
+    """Keep who (a staff member's id; None: the CLI) changed what of an issue, and when.
+
+    `field` is one of CHANGE_FIELDS; `old` and `new` are in words staff read (a time as
+    2026年12月1日 08:30 (clock.cn_time), tags as 生物医药、新材料). In the caller's transaction:
+    the change and its record are written together or not at all."""
+    if field not in CHANGE_FIELDS:
+        raise ValueError(f"unknown issue change {field!r}")
+    change = IssueChange(issue_id=issue_id, article_id=article_id, staff_id=by,
+                         at=clock.utcnow(), field=field, old=old, new=new)
+    session.add(change)
+    session.flush()
+    return change
+
+
+# What an issue_changes row says happened, in the words staff read.
+CHANGE_FIELDS = {
+    "ingested": "入库", "tags": "改标签", "finalized": "定稿", "publish_at": "改发布时间",
+    "retried": "重试失败的投递", "test_copy": "发测试稿", "deleted": "删除",
+}
 
 
 @dataclass(frozen=True)

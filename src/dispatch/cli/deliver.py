@@ -226,55 +226,21 @@ def _dry_run(runtime: Runtime, issue_id: int, as_json: bool) -> None:
 
 
 def _send_test_copy(runtime: Runtime, issue_id: int, to: str, recipient: str | None) -> None:
-    import asyncio
-
     from rich.markup import escape
 
-    from dispatch import editorial
-    from dispatch.cli.preview import PREVIEW_TOKEN, receives_nothing, warn
-    from dispatch.deliver.channel import Outcome, Outgoing
-    from dispatch.deliver.report import reason_words
-    from dispatch.deliver.smtp import SmtpChannel
-    from dispatch.plan import fanout
-    from dispatch.readers.apply import find_reader
-    from dispatch.readers.validate import normalize_email
-    from dispatch.render.pipeline import IssueRenderer, ReaderView
-    from dispatch.render.templates import environment
+    from dispatch.cli.preview import cli_warning, warn
+    from dispatch.deliver.test_copy import BadAddress, send_test_copy
 
     try:
-        address = normalize_email(to)
-    except ValueError as exc:
+        result = send_test_copy(runtime, issue_id, to, recipient)
+    except BadAddress as exc:
         raise Refused(f"--to：{exc}") from exc
-    warning = None
-    with runtime.sessions() as session:
-        issue = editorial.get_issue(session, issue_id)
-        if recipient:
-            found = find_reader(session, recipient)
-            warning = receives_nothing(found)
-            reader = ReaderView.of(found)
-        else:
-            first = fanout.whole_issue_reader(session)
-            reader = ReaderView(id=0, name="测试读者") if first is None else ReaderView.of(first)
-        renderer = IssueRenderer.for_issue(issue, environment(runtime.config), runtime.config)
-    if warning:
-        warn(escape(warning))
-    view = ReaderView(**{**reader.__dict__, "email": address})
-    payload = renderer.email_message(view, PREVIEW_TOKEN)
-    sender = renderer.links(PREVIEW_TOKEN).envelope_sender
-
-    async def go() -> list[Outcome]:
-        channel = SmtpChannel.from_config(runtime.config)
-        try:
-            return await channel.push([Outgoing(0, address, payload, sender)])
-        finally:
-            await channel.close()
-
-    [outcome] = asyncio.run(go())
-    if outcome.kind != "sent":
-        kind = "临时失败，可稍后再试" if outcome.kind == "temporary" else "被退回"
-        raise Refused(f"测试稿没有发到 {address}（{kind}）：{reason_words(outcome.detail)}")
+    if result.reader.warning:
+        warn(escape(cli_warning(result.reader)))
+    if not result.sent:
+        raise Refused(result.words)
     console().print(
-        f"测试稿已发到 {address}：期刊 {issue_id}，按 {escape(reader.name)} 的视角生成",
+        f"测试稿已发到 {result.address}：期刊 {issue_id}，按 {escape(result.reader.view.name)} 的视角生成",
         soft_wrap=True,
     )
 

@@ -11,29 +11,21 @@ from dispatch.cli import runtime_of
 from dispatch.errors import Refused
 
 if TYPE_CHECKING:
-    from dispatch.db.models import Reader
+    from dispatch.preview import AsReader
 
-# A well-formed token that no delivery has: links in a preview lead to a 404 page.
-PREVIEW_TOKEN = "previewpreviewpreviewpreviewprev"
 FORMATS = ("html", "text", "wecom", "eml")
 CHANNEL_OF = {"html": "email", "text": "email", "eml": "email", "wecom": "wecom"}
 
 
-def receives_nothing(reader: Reader) -> str | None:
-    """The warning for staff who preview or test-send as a reader who is sent nothing
-    (停用 or 暂停, 退订); None for an active reader."""
-    from dispatch.readers import status_word
-
-    if reader.status == "active":
-        return None
-    if reader.status == "unsubscribed":
-        how = f"只有本人要求时才能恢复：dispatch recipients activate {reader.id} --resubscribe"
+def cli_warning(chosen: AsReader) -> str:
+    """dispatch.preview's warning for a reader who is sent nothing, with the command that
+    changes that."""
+    n = chosen.view.id
+    if chosen.status == "unsubscribed":
+        how = f"只有本人要求时才能恢复：dispatch recipients activate {n} --resubscribe"
     else:
-        how = f"恢复：dispatch recipients activate {reader.id}"
-    return (
-        f"注意：读者 {reader.id} {reader.name} 的状态是“{status_word(reader.status)}”，"
-        f"不会收到任何期刊（{how}）"
-    )
+        how = f"恢复：dispatch recipients activate {n}"
+    return f"{chosen.warning}（{how}）"
 
 
 def warn(text: str) -> None:
@@ -70,8 +62,9 @@ def preview(
     from dispatch import editorial
     from dispatch.db.session import transaction
     from dispatch.plan.fanout import planned_token
+    from dispatch.preview import PREVIEW_TOKEN, as_reader
     from dispatch.readers.apply import find_reader
-    from dispatch.render.pipeline import IssueRenderer, ReaderView
+    from dispatch.render.pipeline import IssueRenderer
     from dispatch.render.templates import environment
 
     if format_ not in FORMATS:
@@ -83,9 +76,9 @@ def preview(
         check_links(runtime.config)  # what could not be sent is not previewed either
     with transaction(runtime.sessions) as session:
         issue = editorial.get_issue(session, issue_id)
-        found = find_reader(session, recipient)
-        warning = receives_nothing(found)
-        reader = ReaderView.of(found)
+        chosen = as_reader(find_reader(session, recipient))
+        warning = cli_warning(chosen) if chosen.warning else None
+        reader = chosen.view
         token = planned_token(session, issue_id, reader.id, CHANNEL_OF[format_]) or PREVIEW_TOKEN
         renderer = IssueRenderer.for_issue(issue, environment(runtime.config), runtime.config)
     if format_ == "wecom" and not reader.wecom_userid:

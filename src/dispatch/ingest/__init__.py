@@ -3,14 +3,17 @@
 ``parse_file`` picks the parser by extension (.txt/.text, .md/.markdown, .docx) and
 otherwise by content: a zip holding word/document.xml is Word; text with ``#`` heading
 lines (or front matter) is Markdown; text with ● lines is the institute's plain text.
+``parse_bytes`` does the same for a file's bytes and name (an upload to the staff web).
 The rules editors follow are in docs/ingest-rules.md.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Literal
+
+from dispatch.limits import ISSUE_FILE_BYTES, too_large
 
 from .decode import EMPTY, NOT_TEXT, decode_bytes, read_issue_file
 from .document import (
@@ -30,6 +33,7 @@ __all__ = [
     "ParsedArticle",
     "ParsedIssue",
     "ParsedSection",
+    "parse_bytes",
     "parse_docx",
     "parse_file",
     "parse_markdown",
@@ -63,11 +67,18 @@ def parse_file(path: Path | str) -> ParsedIssue:
     """Parse an issue file; raise IngestError (file, line, reason) if it can't be used."""
     path = Path(path)
     file = str(path)
-    data = read_issue_file(path, file)
+    return parse_bytes(read_issue_file(path, file), file)
+
+
+def parse_bytes(data: bytes, file: str) -> ParsedIssue:
+    """Parse an issue file's bytes; ``file`` is its name (its extension picks the parser,
+    as in parse_file) and names it in messages. The caller keeps to ISSUE_FILE_BYTES."""
+    if len(data) > ISSUE_FILE_BYTES:
+        raise IngestError(file, None, too_large(len(data), ISSUE_FILE_BYTES, "期刊文件"))
     if not data:
         raise IngestError(file, None, EMPTY)
 
-    ext = path.suffix.lower()
+    ext = PurePath(file).suffix.lower()
     if ext in TEXT_EXTENSIONS | MARKDOWN_EXTENSIONS:
         try:
             text = decode_bytes(data, file)
