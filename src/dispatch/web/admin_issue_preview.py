@@ -28,13 +28,15 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from dispatch import editorial
+from dispatch.clock import utcnow
 from dispatch.db.models import Issue, IssueChange, Reader
 from dispatch.db.session import transaction
 from dispatch.deliver.test_copy import BadAddress, send_test_copy
 from dispatch.deliver.wecom import check_links
 from dispatch.errors import Refused
 from dispatch.preview import PREVIEW_TOKEN, AsReader, choose_reader, default_reader
-from dispatch.readers.apply import find_readers
+from dispatch.readers import query as reader_query
+from dispatch.readers.apply import Listed
 from dispatch.render.pipeline import IssueRenderer, ReaderView
 from dispatch.render.templates import environment
 from dispatch.render.wecom_mockup import mockup
@@ -42,6 +44,12 @@ from dispatch.statewords import ISSUE_WORDS
 from dispatch.web.desk import Desk, Posted, Signed, frameable
 
 log = logging.getLogger(__name__)
+
+
+def _search(session: Session, text: str) -> list[Listed]:
+    """Readers whose name, organisation or address holds `text`: the readers list's search."""
+    where = reader_query.condition(reader_query.parse_filter(text=text), utcnow())
+    return reader_query.page_of_readers(session, where, offset=0, limit=FOUND_MAX)
 
 FOUND_MAX = 50  # readers listed for a search
 PLACEHOLDER_USERID = "preview"  # for a reader without a WeChat Work account
@@ -100,7 +108,7 @@ class PreviewPages:
             found = [
                 {"id": r.id, "name": r.state.name, "organization": r.state.organization,
                  "email": r.state.email or "", "wecom": r.state.wecom_userid or ""}
-                for r in (find_readers(session, query)[:FOUND_MAX] if query else [])
+                for r in (_search(session, query) if query else [])
             ]
             message = self._sent_message(session, issue_id, who) if done == "test_copy" else ""
             status = session.scalar(select(Issue.status).where(Issue.id == issue_id)) or "draft"
