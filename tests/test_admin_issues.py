@@ -300,6 +300,10 @@ def test_delete_a_draft_after_confirming(site: Site) -> None:
     assert "草稿已删除" in site.get(gone.headers["location"], cookie).text
     assert issue_id(site) == 0
     assert site.get(f"/admin/issues/{issue}", cookie).status == 404
+    with site.runtime.sessions() as s:  # who deleted it outlives the issue
+        [record] = s.scalars(select(IssueChange).where(IssueChange.field == "deleted")).all()
+        assert record.issue_id is None and record.staff_id == site.staff("li").id
+        assert record.old is not None and record.old.startswith(f"期刊 {issue}《")
 
     with transaction(site.runtime.sessions) as s:
         kept = editorial.store_issue(s, parse_file(SAMPLE_ISSUE), "kept.txt", site.runtime.rules,
@@ -311,6 +315,8 @@ def test_delete_a_draft_after_confirming(site: Site) -> None:
     refused = site.post(f"/admin/issues/{kept_id}/delete", {"csrf": token}, cookie)
     assert refused.status == 409 and "不能删除" in refused.text
     assert issue_id(site) == kept_id
+    with site.runtime.sessions() as s:  # a refused deletion records nothing
+        assert len(s.scalars(select(IssueChange).where(IssueChange.field == "deleted")).all()) == 1
 
 
 # -- following a send --------------------------------------------------------------------

@@ -331,10 +331,13 @@ class IssuePages:
         issue_id = int(request.path_params["issue_id"])
         try:
             with transaction(self.runtime.sessions) as session:
+                title = editorial.get_issue(session, issue_id).title
+                # Kept after the issue is gone (issue_id becomes NULL): who deleted what.
+                editorial.log_change(session, issue_id, "deleted", by=who.id,
+                                     old=f"期刊 {issue_id}《{title}》")
                 editorial.delete_draft(session, issue_id)
         except Refused as exc:
             return self._issue(who, issue_id, 409, error=refusal_words(exc))
-        # Its issue_changes go with it (ON DELETE CASCADE): the service log keeps who.
         log.info("staff %d deleted draft issue %d", who.id, issue_id)
         return self.desk.redirect("/admin/issues?done=deleted")
 

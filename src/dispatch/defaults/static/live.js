@@ -2,7 +2,7 @@
 // An element with data-live="/admin/…" has its content replaced by what that address
 // answers (an HTML fragment, same origin, the session's cookie) every data-every seconds
 // (default 2). It stops once the fragment holds an element with data-live-done, or when
-// the session has ended (the answer is not 200). Pages work without it: they show the
+// the session has ended (the answer is not 200, or a redirect to sign in). Pages work without it: they show the
 // counts as of loading and a link to reload.
 (function () {
   "use strict";
@@ -11,7 +11,9 @@
     var url = el.getAttribute("data-live");
     function tick() {
       fetch(url, { credentials: "same-origin", headers: { "X-Live": "1" } })
-        .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+        // A session that ended answers with the sign-in page (a redirect): stop, rather
+        // than put that page inside this one.
+        .then(function (r) { return r.ok && !r.redirected ? r.text() : Promise.reject(r.status); })
         .then(function (html) {
           el.innerHTML = html;
           el.setAttribute("data-live-updated", String(Date.now()));

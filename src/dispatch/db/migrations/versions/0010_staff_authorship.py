@@ -28,7 +28,8 @@ def upgrade() -> None:
     op.create_table(
         "issue_changes",
         sa.Column("id", sa.Integer, nullable=False),
-        sa.Column("issue_id", sa.Integer, nullable=False),
+        # NULL once the issue is deleted (a draft): the record of who deleted it stays.
+        sa.Column("issue_id", sa.Integer, nullable=True),
         sa.Column("article_id", sa.Integer, nullable=True),
         sa.Column("staff_id", sa.Integer, nullable=True),
         sa.Column("at", sa.DateTime, nullable=False),
@@ -37,7 +38,7 @@ def upgrade() -> None:
         sa.Column("new", sa.Text, nullable=True),
         sa.ForeignKeyConstraint(
             ["issue_id"], ["issues.id"], name=op.f("fk_issue_changes_issue_id_issues"),
-            ondelete="CASCADE",
+            ondelete="SET NULL",
         ),
         sa.ForeignKeyConstraint(
             ["article_id"], ["articles.id"], name=op.f("fk_issue_changes_article_id_articles"),
