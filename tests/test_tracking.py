@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -200,6 +201,17 @@ def test_pixel_is_one_transparent_gif_that_nothing_may_keep(tracked):
 
 
 # -- events -------------------------------------------------------------------------------
+
+
+def test_a_lone_open_reaches_the_table_without_waiting_for_more(tracked):
+    """A quiet morning's single open is written within the recorder's interval, not held
+    in memory until a batch fills or the service stops (nobody calls flush here)."""
+    assert tracked.get(f"/o/{tracked.token}.gif").status == 200
+    deadline = time.monotonic() + 30
+    while not tracked.events():
+        assert time.monotonic() < deadline, "the open was not written without a flush"
+        time.sleep(0.05)
+    assert [e.kind for e in tracked.events()] == ["open"]
 
 
 def test_every_kind_of_event_lands_with_its_article_and_link(tracked):

@@ -88,7 +88,10 @@ class Recorder:
             else:
                 self._queue.append(event)
                 self._queued += 1
-                if len(self._queue) >= self.batch:
+                # Wake the writer for the first event (it waits for one: a lone open must
+                # reach the table within `interval`, not with the next batch or at stop)
+                # and for a full batch (it gathers no longer).
+                if len(self._queue) == 1 or len(self._queue) >= self.batch:
                     self._cond.notify_all()
                 return
         log.warning(
