@@ -129,11 +129,15 @@ def routes(desk: Desk) -> list[Route]:
             raise
         sort_errors(report)
         if report.errors:
-            store.drop(held)
-            log_outcome(report, who.id)
-            return upload_page(who, f"名单中有 {len(report.errors)} 处错误，没有导入任何内容；"
-                                    "请改正后重新上传。", report)
+            return refused(who, store, held, report)
         return preview_page(who, held, report, records)
+
+    def refused(who: Signed, store: Holds, held: Held, report: ImportReport) -> Response:
+        """A list with errors: nothing written, the upload dropped, every error shown."""
+        store.drop(held)
+        log_outcome(report, who.id)
+        return upload_page(who, f"名单中有 {len(report.errors)} 处错误，没有导入任何内容；"
+                                "请改正后重新上传。", report)
 
     def confirm(request: Request, who: Signed, posted: Posted) -> Response:
         store = holds()
@@ -154,10 +158,7 @@ def routes(desk: Desk) -> list[Route]:
             return upload_page(who, str(exc))
         sort_errors(report)
         if report.errors:
-            store.drop(held)
-            log_outcome(report, who.id)
-            return upload_page(who, f"名单中有 {len(report.errors)} 处错误，没有导入任何内容；"
-                                    "请改正后重新上传。", report)
+            return refused(who, store, held, report)
         if changed:
             return preview_page(who, held, report, records,
                                 "在您预览之后，读者名单被改动过（可能有人同时导入或修改了读者）；"
