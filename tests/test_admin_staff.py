@@ -193,3 +193,26 @@ def test_anyone_changes_their_own_password(site: Site) -> None:
     li = site.staff("li").id
     assert changes(site, "li") == [("password", None, None, li)]
     assert site.login("li", NEW_PASSWORD).status == 303
+
+
+def test_guessing_the_old_password_is_slowed_like_signing_in(site: Site) -> None:
+    """A stolen session cannot try passwords at /admin/account faster than at sign-in:
+    the guesses count for the account, and the sign-in form then waits too."""
+    here = site.signed_in("li")
+    last_login = site.staff("li").last_login_at
+    for _ in range(5):
+        wrong = post_form(site, here, "/admin/account", "/admin/account/password",
+                          old_password="a guess 12345", password=NEW_PASSWORD,
+                          password2=NEW_PASSWORD)
+        assert wrong.status == 200 and "原密码：不对" in wrong.text
+    slowed = post_form(site, here, "/admin/account", "/admin/account/password",
+                       old_password=PASSWORD, password=NEW_PASSWORD, password2=NEW_PASSWORD)
+    assert slowed.status == 429 and "请 15 分钟后再试" in slowed.text  # even the right one
+    assert chinese(slowed.text) == []
+    assert site.login("li").status == 429
+    assert changes(site, "li") == []
+    site.clock.now += 15 * 60 + 1
+    done = post_form(site, here, "/admin/account", "/admin/account/password",
+                     old_password=PASSWORD, password=NEW_PASSWORD, password2=NEW_PASSWORD)
+    assert done.status == 303
+    assert site.staff("li").last_login_at == last_login  # confirming is not signing in

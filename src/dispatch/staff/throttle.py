@@ -1,4 +1,5 @@
-"""Sign-in: the password check behind the throttle.
+"""Sign-in, and a signed-in member's own password confirmed: the password check behind
+the throttle.
 
 After ACCOUNT_LIMIT failures for a name, or ADDRESS_LIMIT from one address, within WINDOW,
 further attempts are refused unchecked until the oldest of them leaves the window. A name
@@ -42,7 +43,12 @@ def _wait(times: list[datetime], limit: int, now: datetime) -> timedelta | None:
     return times[limit - 1] + WINDOW - now
 
 
-def sign_in(session: Session, name: str, password: str, address: str, now: float) -> Outcome:
+def sign_in(session: Session, name: str, password: str, address: str, now: float, *,
+            signing_in: bool = True) -> Outcome:
+    """The password of `name` checked behind the throttle. `signing_in=False`: the same
+    check and counting for a signed-in member confirming their password (a new one of
+    their own), which is not a sign-in (last_login_at stays). A failure is written in the
+    caller's transaction: commit it even when the answer is no."""
     at = as_utc(now)
     since = at - WINDOW
     name = name.strip()[:100]
@@ -79,5 +85,6 @@ def sign_in(session: Session, name: str, password: str, address: str, now: float
     )
     staff.failed_logins = 0
     staff.locked_until = None
-    staff.last_login_at = at
+    if signing_in:
+        staff.last_login_at = at
     return Outcome(staff=staff)

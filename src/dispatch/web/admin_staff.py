@@ -31,7 +31,7 @@ from starlette.routing import Route
 
 from dispatch.db.session import transaction
 from dispatch.errors import Refused
-from dispatch.staff import accounts, passwords, sessions
+from dispatch.staff import accounts, passwords, sessions, throttle
 from dispatch.web.desk import Desk, Posted, Signed
 
 log = logging.getLogger(__name__)
@@ -167,20 +167,31 @@ class StaffPages:
 
     # -- my own account -------------------------------------------------------------------
 
-    def own_page(self, request: Request, who: Signed, message: str = "") -> Response:
+    def own_page(self, request: Request, who: Signed, message: str = "",
+                 status: int = 200) -> Response:
         with self.desk.runtime.sessions() as session:
             changes = accounts.history(session, who.id)
         done = "" if message else DONE.get(request.query_params.get("done", ""), "")
-        return self.desk.page("admin_account.html.j2", who, changes=changes,
+        return self.desk.page("admin_account.html.j2", who, status, changes=changes,
                               role=accounts.ROLE_WORDS.get(who.role, who.role), done=done,
                               message=message, min_length=passwords.MIN_LENGTH)
 
     def own_password(self, request: Request, who: Signed, posted: Posted) -> Response:
+        address = request.client.host if request.client else ""
+        # The old password is checked behind the sign-in throttle, in a transaction of its
+        # own: a wrong guess is counted even though nothing else is written.
+        with transaction(self.desk.runtime.sessions) as session:
+            outcome = throttle.sign_in(session, who.name, posted.get("old_password"), address,
+                                       self.desk.clock(), signing_in=False)
+        if outcome.wait_minutes:
+            return self.own_page(request, who, status=429, message=(
+                f"原密码输错次数过多，请 {outcome.wait_minutes} 分钟后再试。"))
+        if outcome.staff is None:
+            return self.own_page(request, who, message="原密码：不对，密码没有改动")
         try:
             with transaction(self.desk.runtime.sessions) as session:
                 epoch = accounts.change_own_password(
-                    session, who.id, posted.get("old_password"), posted.get("password"),
-                    posted.get("password2"))
+                    session, who.id, posted.get("password"), posted.get("password2"))
         except Refused as refused:
             return self.own_page(request, who, message=str(refused))
         log.info("staff %d changed their password", who.id)
