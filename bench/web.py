@@ -33,38 +33,29 @@ import argparse
 import contextlib
 import csv
 import json
-import os
-import re
 import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "samples" / "issue-sample.txt"
-WRK = "/usr/bin/wrk"
+from harness import (
+    SAMPLE,
+    WRK,
+    Instance,
+    free_port,
+    lua_paths,
+    peak_rss_mb,
+    running,
+    say,
+    sent_issue,
+    wrk,
+)
+
 INDUSTRIES = ["全部", "新材料、装备制造", "生物医药", "发制品、轻纺", "新一代信息技术、智能装备",
               "食品", "新能源汽车", "节能环保"]
 TITLE_MAX = 40  # ingest's longest title-like line
-BROWSER = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-           "Chrome/124.0.0.0 Safari/537.36")
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- the instance ----------------------------------------------------------------------
@@ -112,124 +103,17 @@ def readers_csv(path: Path, n: int) -> None:
             writer.writerow([f"读者{i}", f"reader{i}@example.gov.cn", INDUSTRIES[i % len(INDUSTRIES)]])
 
 
-class Instance:
-    def __init__(self, folder: Path, port: int):
-        self.folder = folder
-        self.config = folder / "config.toml"
-        self.base_url = f"http://127.0.0.1:{port}"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCH_")}
-        self.env.update({
-            "PYTHONPATH": str(REPO / "src"),
-            "DISPATCH_WEB__LISTEN": f"127.0.0.1:{port}",
-            "DISPATCH_WEB__BASE_URL": self.base_url,
-            # Nothing listens there: the bench sends no mail (deliveries are marked sent).
-            "DISPATCH_SMTP__PORT": str(free_port()),
-        })
-
-    def cli(self, *args: str, timeout: float = 600) -> str:
-        r = subprocess.run(
-            [sys.executable, "-m", "dispatch", "--config", str(self.config), *args],
-            env=self.env, capture_output=True, text=True, timeout=timeout,
-        )
-        if r.returncode:
-            raise SystemExit(f"dispatch {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
-        return r.stdout
-
-    @property
-    def database(self) -> Path:
-        return self.folder / "var" / "dispatch.db"
-
-
 def prepare(inst: Instance, articles: int, readers: int) -> tuple[int, list[str]]:
     """The issue id and every delivery's token."""
-    subprocess.run([sys.executable, "-m", "dispatch", "init", str(inst.folder)],
-                   env=inst.env, check=True, capture_output=True)
+    inst.init()
     issue_file = inst.folder / "big-issue.txt"
     if articles:
         big_issue(issue_file, articles)
     else:
         shutil.copy(SAMPLE, issue_file)
-    t0 = time.perf_counter()
-    issue = json.loads(inst.cli("issues", "ingest", str(issue_file), "--json"))["id"]
-    say(f"ingested issue {issue} ({issue_file.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f}s")
-    inst.cli("issues", "finalize", str(issue))
     readers_file = inst.folder / "readers.csv"
     readers_csv(readers_file, readers)
-    inst.cli("recipients", "import", str(readers_file))
-    inst.cli("send", str(issue))  # plans the outbox: one delivery (token) per reader
-    sent_at = (datetime.now(UTC) - timedelta(hours=1)).replace(tzinfo=None)
-    with contextlib.closing(sqlite3.connect(inst.database)) as db, db:
-        db.execute("UPDATE deliveries SET state = 'sent', sent_at = ?, attempts = 1",
-                   (sent_at.isoformat(sep=" "),))
-        tokens = [t for (t,) in db.execute("SELECT token FROM deliveries ORDER BY id")]
-    return issue, tokens
-
-
-# -- the service -----------------------------------------------------------------------
-
-
-def wait_healthy(base_url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"dispatch run exited with {proc.returncode}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(base_url + "/healthz", timeout=2) as r:
-            if r.status == 200:
-                return
-        time.sleep(0.1)
-    raise SystemExit("dispatch run did not become healthy")
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-# -- wrk -------------------------------------------------------------------------------
-
-
-def lua_paths(script: Path, paths: list[str], method: str = "GET", body: str = "") -> None:
-    """A wrk script that sends `paths` in turn (each thread from its own offset)."""
-    quoted = ",\n".join(json.dumps(p) for p in paths)
-    # A reader's browser: wrk sends no User-Agent, which the tracker counts as a machine.
-    headers = f'{{["User-Agent"] = {json.dumps(BROWSER)}'
-    if body:
-        headers += ', ["Content-Type"] = "application/x-www-form-urlencoded"'
-    headers += "}"
-    script.write_text(
-        f"local paths = {{\n{quoted}\n}}\n"
-        "local i = 0\n"
-        f"local headers = {headers}\n"
-        "function setup(thread) thread:set('offset', math.random(#paths)) end\n"
-        "function init(args) i = (offset or 0) end\n"
-        "function request()\n"
-        "  i = i % #paths + 1\n"
-        f"  return wrk.format({json.dumps(method)}, paths[i], headers, {json.dumps(body) if body else 'nil'})\n"
-        "end\n",
-        encoding="utf-8",
-    )
-
-
-def wrk(url: str, args: argparse.Namespace, script: Path | None = None) -> dict[str, float]:
-    cmd = [WRK, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
-    if script:
-        cmd += ["-s", str(script)]
-    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    total = int(re.search(r"(\d+) requests in", out).group(1))
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
-    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-    return {
-        "rate": rate,
-        "requests": total,
-        "non_2xx_3xx": int(bad.group(1)) if bad else 0,
-        "socket_errors": sum(int(x) for x in errors.groups()) if errors else 0,
-        "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else 0.0,
-    }
+    return sent_issue(inst, issue_file, readers_file)
 
 
 # -- main ------------------------------------------------------------------------------
@@ -266,14 +150,8 @@ def main() -> None:
         lua_paths(scripts / "unsubscribe.lua", [f"/u/{t}" for t in tokens],
                   method="POST", body="List-Unsubscribe=One-Click")
 
-        log = (folder / "run.log").open("wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dispatch", "--config", str(inst.config), "run"],
-            env=inst.env, stdout=log, stderr=subprocess.STDOUT,
-        )
         results: dict[str, dict[str, float]] = {}
-        try:
-            wait_healthy(inst.base_url, proc)
+        with running(inst) as proc:
             # Build the issue's views and each kind of reader's page before timing: a
             # one-time cost per issue (`build_s`), not the steady state measured here.
             t0 = time.perf_counter()
@@ -296,18 +174,6 @@ def main() -> None:
                     f"({r['requests']} requests, {r['non_2xx_3xx']} non-2xx/3xx, "
                     f"{r['socket_errors']} socket errors)")
             rss = peak_rss_mb(proc.pid)
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            log.close()
-        if proc.returncode:
-            say((folder / "run.log").read_text(errors="replace")[-3000:])
-            raise SystemExit(f"dispatch run ended with {proc.returncode}")
 
         with contextlib.closing(sqlite3.connect(inst.database)) as db:
             recorded = dict(db.execute("SELECT kind, count(*) FROM events GROUP BY kind").fetchall())
