@@ -46,8 +46,8 @@ _SPANS = [re.compile(p) for p in (
     r"[^\s@，。、；：（）《》“”'\"<>]+@[^\s@，。、；：（）《》“”'\"<>]+",  # addresses
     r"[\w.-]+:\d+\b",  # host:port
     r"[^\s，。、；：（）《》“”'\"`|<>\[\]]*[/\\][^\s，。、；：（）《》“”'\"`|<>\[\]]*",  # paths
-    r"\b[\w.-]+\.(?:txt|md|docx|csv|xlsx|xls|toml|html|eml|json|j2|db|py|log|service)\b",
-    r"(?<![\w.])\.(?:txt|text|md|markdown|docx|csv|xlsx|xls|toml|html|eml|json)\b",  # .txt alone
+    r"\b[\w.-]+\.(?:txt|md|docx|csv|xlsx|xls|toml|html|eml|xml|json|j2|db|py|log|service)\b",
+    r"(?<![\w.])\.(?:txt|text|md|markdown|docx|csv|xlsx|xls|toml|html|eml|xml|json)\b",  # .txt alone
     r"\$\w+",
     r"\[[a-z_]+\](?: [a-z_]+)?",  # [smtp] host
     r"\b[a-z_]+ = \"[^\"]*\"",  # url = "…"

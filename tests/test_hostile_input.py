@@ -153,7 +153,7 @@ def test_markup_that_never_closes_stays_text_on_long_lines(dispatch_sqlite, tmp_
     """Openings without a close (emphasis, links, comments, code) on long lines: each
     used to be searched for to the end of the line, for every opening (minutes)."""
     lines = ["*a " * 20_000, "[a](x" * 20_000, "<http:a" * 20_000, "a" + "`" * 20_000,
-             "~~a " * 20_000, "来源：新华社" + " " * 100_000 + "b",
+             "~~a " * 20_000, "来源：新华社" + " " * 200 + "b",
              "<!--a" * 20_000]  # a comment that never closes: the rest of the file
     text = "# 行业动态\n## 标题\n\n" + "\n\n".join(lines) + "\n"
     path = _make(tmp_path / "unclosed.md", lambda: text.encode())
@@ -161,6 +161,10 @@ def test_markup_that_never_closes_stays_text_on_long_lines(dispatch_sqlite, tmp_
     article = issue["sections"][0]["articles"][0]
     assert article["title"] == "标题"
     assert article["source"].startswith("新华社") and article["source"].endswith("b")
+    # A source longer than the table keeps (300): refused, where it is, on either database.
+    long = _make(tmp_path / "long.md", lambda: text.replace(" " * 200, " " * 100_000).encode())
+    refused = dispatch_sqlite("issues", "ingest", str(long))
+    assert refused.exit_code == 1 and "long.md:2: 文章“标题”的来源过长（100004 个字，最多 300 个）" in refused.stderr
 
 
 def test_wholly_gbk_issue_is_still_read(dispatch_sqlite, tmp_path):

@@ -23,6 +23,11 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK_KEY = 72_461_201
 
 
+def _lower(value: object) -> object:
+    """lower() for SQLite, as PostgreSQL's (and Python's): every letter, not ASCII only."""
+    return value.lower() if isinstance(value, str) else value
+
+
 def make_engine(url: str, *, busy_timeout: float = 30.0) -> Engine:
     """`busy_timeout`: how long an SQLite writer waits for another's lock before giving up."""
     parsed = make_url(url)
@@ -43,6 +48,9 @@ def make_engine(url: str, *, busy_timeout: float = 30.0) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             cur.close()
+            # SQLite's own lower() folds ASCII only; PostgreSQL's folds every letter. The
+            # searches (lower(column) LIKE lower(text)) must find ＡＢＣ咨询 or JOSÉ alike.
+            dbapi_conn.create_function("lower", 1, _lower, deterministic=True)
 
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path, PurePath
-from typing import Literal
+from typing import Any, Literal
 
 from dispatch.limits import ISSUE_FILE_BYTES, too_large
 
@@ -73,6 +73,30 @@ def parse_file(path: Path | str) -> ParsedIssue:
 def parse_bytes(data: bytes, file: str) -> ParsedIssue:
     """Parse an issue file's bytes; ``file`` is its name (its extension picks the parser,
     as in parse_file) and names it in messages. The caller keeps to ISSUE_FILE_BYTES."""
+    return _within_columns(_parse_bytes(data, file), file)
+
+
+def _within_columns(parsed: ParsedIssue, file: str) -> ParsedIssue:
+    """Refuse a text longer than the table keeps it: PostgreSQL would refuse to store it
+    (SQLite would keep it whole), so the file is refused alike on both, where it says so."""
+    from dispatch.db.models import Article, Issue, Section  # the columns' lengths
+
+    def check(text: str | None, column: Any, what: str, line: int | None) -> None:
+        most = column.type.length
+        if text is not None and len(text) > most:
+            raise IngestError(file, line or None, f"{what}过长（{len(text)} 个字，最多 {most} 个）")
+
+    check(parsed.title, Issue.title, "期刊标题", None)
+    check(parsed.number, Issue.number, "期号", None)
+    for s in parsed.sections:
+        check(s.title, Section.title, f"栏目标题“{s.title[:20]}…”", s.line)
+        for a in s.articles:
+            check(a.title, Article.title, f"文章标题“{a.title[:20]}…”", a.line)
+            check(a.source, Article.source, f"文章“{a.title[:20]}”的来源", a.line)
+    return parsed
+
+
+def _parse_bytes(data: bytes, file: str) -> ParsedIssue:
     if len(data) > ISSUE_FILE_BYTES:
         raise IngestError(file, None, too_large(len(data), ISSUE_FILE_BYTES, "期刊文件"))
     if not data:

@@ -520,11 +520,15 @@ def _bulk_insert(session: Session, table: Table, columns: tuple[str, ...],
         connection = session.connection().connection.driver_connection
         assert connection is not None
         names = ", ".join(f'"{c}"' for c in columns)
-        with connection.cursor() as cursor, cursor.copy(
-            f'COPY "{table.name}" ({names}) FROM STDIN'
-        ) as copy:
-            for row in rows:
-                copy.write_row(row)
+        sql = f'COPY "{table.name}" ({names}) FROM STDIN'
+        try:
+            with connection.cursor() as cursor, cursor.copy(sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except session.get_bind().dialect.loaded_dbapi.IntegrityError as exc:
+            # The driver's own error (COPY bypasses SQLAlchemy), as SQLAlchemy raises it on
+            # SQLite: a reader added meanwhile is import_records' refusal on both databases.
+            raise IntegrityError(sql, None, exc) from exc
         return
     connection = session.connection()
     dialect = connection.dialect

@@ -43,6 +43,9 @@ Clock = Callable[[], float]
 MAX_FORM_BYTES = 64 * 1024  # a reader's fields, a set of tags: never near this
 ROLE_RANK = {"editor": 1, "admin": 2}
 TITLES = {403: "无权访问", 404: "页面不存在", 413: "文件太大", 400: "请求无效"}
+# The id columns' range (PostgreSQL's integer). A larger number in a path names nothing:
+# refused before any query, as PostgreSQL would refuse to compare it (SQLite, past 2**63).
+MAX_ID = 2**31 - 1
 
 # The staff pages run one script of ours (/admin/static/live.js, the live counts) and
 # may frame our own preview pages; nothing from elsewhere, as on the reader pages.
@@ -220,6 +223,8 @@ class Desk:
                 return self.to_login(request)
             if not who.may(role):
                 return self.refused(403, "只有管理员可以打开这个页面。", who)
+            if _out_of_range(request):
+                return self.refused(404, "这个页面不存在。", who)
             return await run_in_threadpool(handler, request, who)
 
         return Guarded(path, endpoint, "GET", role)
@@ -243,6 +248,13 @@ class Desk:
                                     who)
             if not who.may(role):
                 return self.refused(403, "只有管理员可以做这件事。", who)
+            if _out_of_range(request):
+                return self.refused(404, "请求无效。", who)
             return await run_in_threadpool(handler, request, who, posted)
 
         return Guarded(path, endpoint, "POST", role)
+
+
+def _out_of_range(request: Request) -> bool:
+    """Whether a number in the path ({id:int}) is past what an id column holds."""
+    return any(isinstance(v, int) and v > MAX_ID for v in request.path_params.values())
