@@ -15,6 +15,7 @@
     POST /admin/issues/{id}/delete              delete the draft
     POST /admin/issues/{id}/retry               queue the failed deliveries again
     /admin/issues/{id}/preview…                 preview and test copy (web.admin_issue_preview)
+    GET  /admin/issues/{id}/audience            who would get what (web.admin_issue_audience)
 
 The work is dispatch.editorial's (and lifecycle's, deliver.leases'); every change is kept
 with who and when by editorial.log_change, in the same transaction. Editors may do all.
@@ -44,7 +45,7 @@ from dispatch.limits import ISSUE_FILE_BYTES
 from dispatch.readers import channel_words
 from dispatch.statewords import DELIVERY_WORDS, ISSUE_WORDS
 from dispatch.tagging.rules import RulesError, load_rules
-from dispatch.web import admin_issue_preview
+from dispatch.web import admin_issue_audience, admin_issue_preview
 from dispatch.web.desk import Desk, Posted, Signed
 
 log = logging.getLogger(__name__)
@@ -404,4 +405,5 @@ def routes(desk: Desk) -> list[Route]:
         desk.action(f"{one}/delete", pages.delete),
         desk.action(f"{one}/retry", pages.retry),
         *admin_issue_preview.routes(desk),
+        *admin_issue_audience.routes(desk),
     ]
