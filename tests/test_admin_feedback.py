@@ -5,23 +5,28 @@ to the tables as the track and feedback stages write them; an editor (李四) at
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from email.header import Header
-from urllib.parse import urlencode
+from html import unescape
+from urllib.parse import quote, urlencode
 
 import pytest
 from admin_site import Site, admin_site, form_token, visible
 from cli_language import english_words
 from defusedxml import ElementTree as SafeET
+from openpyxl import load_workbook
 from site_rows import add_delivery, add_reader
 from sqlalchemy import select
 
 from dispatch import editorial
 from dispatch.db.models import Delivery, Event, Feedback, Issue, Reader
 from dispatch.db.session import transaction
+from dispatch.report.feedback_list import COLUMNS, Filters, list_feedback
 from dispatch.report.figures import issue_figures
 from dispatch.report.issue_sheet import blocks, percent
 from dispatch.report.sheets import csv_bytes
@@ -355,6 +360,78 @@ def test_an_item_and_its_raw_message(site: Site) -> None:
     missing = site.get("/admin/feedback/999999", cookie)
     assert missing.status == 404 and "反馈 999999 不存在" in missing.text
     chinese(missing.text)
+
+
+def test_export_what_the_inbox_shows(site: Site) -> None:
+    w = build(site)
+    with transaction(site.runtime.sessions) as s:  # more than a page: the export has all
+        s.add_all(Feedback(issue_id=w.issue, channel="web", kind="comment", text=f"留言{i}",
+                           received_at=NOW - timedelta(days=1, minutes=i)) for i in range(60))
+    cookie = site.signed_in("li")
+    inbox = site.get(f"/admin/feedback?issue={w.issue}&kind=comment&page=2", cookie).text
+    csv_link = unescape(re.search(r'href="([^"]+)">导出 CSV<', inbox)[1])  # type: ignore[index]
+    xlsx_link = unescape(re.search(r'href="([^"]+)">导出 Excel<', inbox)[1])  # type: ignore[index]
+    assert csv_link == f"/admin/feedback/export?format=csv&issue={w.issue}&kind=comment"
+    assert xlsx_link == csv_link.replace("format=csv", "format=xlsx")
+    chinese(inbox)
+
+    def inbox_ids(query: str) -> list[int]:
+        """Every row the inbox lists for `query`, page after page."""
+        found: list[int] = []
+        for page in range(1, 10):
+            ids = ids_on(site.get(f"/admin/feedback?{query}&page={page}", cookie).text)
+            if not ids or ids[0] in found:
+                return found
+            found += ids
+        return found
+
+    def exported(query: str, kind: str) -> list[list[str]]:
+        answer = site.get(f"/admin/feedback/export?format={kind}&{query}", cookie)
+        assert answer.status == 200, answer.text
+        assert answer.headers["cache-control"] == "no-store"
+        if kind == "csv":
+            assert answer.headers["content-type"] == "text/csv; charset=utf-8"
+            assert answer.body.startswith(b"\xef\xbb\xbf")  # Excel reads UTF-8 by its BOM
+            return list(csv.reader(io.StringIO(answer.body.decode("utf-8-sig"), newline="")))
+        assert answer.headers["content-type"].startswith(
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+        sheet = load_workbook(io.BytesIO(answer.body)).active
+        return [["" if v is None else str(v) for v in row]
+                for row in sheet.iter_rows(values_only=True)]  # type: ignore[union-attr]
+
+    with site.runtime.sessions() as s:
+        items = {i.id: i for i in list_feedback(s, Filters())}
+    for query in (f"issue={w.issue}&kind=comment", "reader=%E5%88%98%E5%8D%AB%E5%9B%BD",
+                  "channel=email&state=open", "kind=votes", ""):
+        ids = inbox_ids(query)
+        assert ids, query
+        for kind in ("csv", "xlsx"):
+            table = exported(query, kind)
+            assert table[0] == [name for name, _ in COLUMNS], kind
+            assert [int(row[0]) for row in table[1:]] == ids, (query, kind)
+            for row in table[1:]:  # the whole text, not the inbox's excerpt
+                item = items[int(row[0])]
+                assert row[11] == item.text and row[5] == (item.reader_name or "")
+    assert len(exported(f"issue={w.issue}&kind=comment", "csv")) == 1 + 61
+    mail = next(row for row in exported("", "xlsx")[1:] if int(row[0]) == w.mail)
+    assert mail[2:4] == ["回复", "邮件"] and mail[9] == "回复：关于本期快报的建议"
+
+    # The file's name in Chinese (RFC 6266), an ASCII one for old browsers.
+    answer = site.get(csv_link, cookie)
+    name = quote("读者反馈（筛选）-20270115.csv", safe="")
+    assert answer.headers["content-disposition"] == (
+        f"attachment; filename=\"feedback-20270115.csv\"; filename*=UTF-8''{name}")
+    whole = site.get("/admin/feedback/export?format=xlsx", cookie)
+    assert "filename*=UTF-8''" + quote("读者反馈-20270115.xlsx", safe="") in \
+        whole.headers["content-disposition"]
+
+    # What the inbox refuses, the export refuses: said in Chinese, no file.
+    for query, words in (("format=pdf", "只能导出为 CSV 或 XLSX"), ("issue=abc", "期刊应为编号"),
+                         ("issue=999", "期刊 999 不存在"), ("kind=nonsense", "不是反馈类别")):
+        refused = site.get(f"/admin/feedback/export?{query}", cookie)
+        assert refused.status == 400 and words in refused.text, query
+        assert "content-disposition" not in refused.headers
+        chinese(refused.text)
 
 
 # -- the reports -----------------------------------------------------------------------------

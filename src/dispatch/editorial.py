@@ -188,11 +188,46 @@ def set_tags(session: Session, article_id: int, codes: list[str] | None) -> Arti
     return article
 
 
-def retag(session: Session, issue: Issue, rules: Rules) -> None:
+@dataclass(frozen=True)
+class Retagged:
+    """An article whose automatic tags the rules changed; `overridden`: the editor's tags,
+    kept, are still what readers get."""
+
+    article_id: int
+    before: list[str]
+    after: list[str]
+    overridden: bool
+
+    @property
+    def words(self) -> tuple[str, str]:
+        """(before, after) as staff read them: 生物医药、新材料（自动）."""
+        kept = "；编辑指定的标签保留" if self.overridden else ""
+        return (f"{describe(False, self.before) or '无'}（自动）",
+                f"{describe(False, self.after) or '无'}（自动{kept}）")
+
+
+def retag(session: Session, issue: Issue, rules: Rules) -> list[Retagged]:
+    """Run the keyword rules again on a draft's articles; the editor's tags are kept.
+    Returns the articles whose automatic tags changed, in the issue's order."""
     _editable(issue, "重新打标签")
+    changed = []
     for article in issue.articles:
+        before = article.tag_codes("auto")
         auto_tag(article, rules)
+        after = article.tag_codes("auto")
+        if after != before:
+            changed.append(Retagged(article.id, before, after, article.overridden))
     session.flush()
+    return changed
+
+
+def retag_words(changed: list[Retagged]) -> str:
+    """What a retag did, in a line: for the change log and the command line."""
+    if not changed:
+        return "自动标签都没有变化"
+    kept = sum(1 for c in changed if c.overridden)
+    note = f"（其中 {kept} 篇由编辑指定标签，读者收到的不变）" if kept else ""
+    return f"{len(changed)} 篇文章的自动标签有变化{note}"
 
 
 def finalize(session: Session, issue_id: int, publish_at: datetime | None) -> Issue:
@@ -260,6 +295,7 @@ def log_change(
 CHANGE_FIELDS = {
     "ingested": "入库", "tags": "改标签", "finalized": "定稿", "publish_at": "改发布时间",
     "retried": "重试失败的投递", "test_copy": "发测试稿", "deleted": "删除",
+    "retagged": "按规则重新打标签",
 }
 
 

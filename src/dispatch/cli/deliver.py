@@ -190,39 +190,26 @@ async def _deliver_until_done(runtime: Runtime, issue_id: int, *, show_progress:
 
 
 def _dry_run(runtime: Runtime, issue_id: int, as_json: bool) -> None:
+    from dataclasses import asdict
+
     from rich.markup import escape
 
-    from dispatch import editorial
-    from dispatch.plan import fanout
-    from dispatch.render.pipeline import IssueRenderer, ReaderView
-    from dispatch.render.templates import environment
+    from dispatch.plan import dry_run
 
-    rows: list[dict[str, Any]] = []
     with runtime.sessions() as session:
-        issue = editorial.get_issue(session, issue_id)
-        renderer = IssueRenderer.for_issue(issue, environment(runtime.config), runtime.config)
-        titles = {a.id: a.title for a in renderer.view.articles}
-        published = fanout.publication_time(session, issue_id)
-        for r, channels in fanout.audience(session, published):
-            view = ReaderView.of(r)
-            sel = renderer.selection(view)
-            rows.append({
-                "reader": r.id, "name": r.name, "channels": channels,
-                "recommended": [titles[i] for i in sel.recommended],
-                "others": len(sel.others), "whole_issue": sel.whole_issue,
-            })
-        channel_counts = fanout.audience_by_channel(session, published)
+        found = dry_run.audience(session, issue_id)
     if as_json:
-        print_json({"issue": issue_id, "by_channel": channel_counts, "readers": rows})
+        print_json({"issue": issue_id, "by_channel": found.by_channel,
+                    "readers": [asdict(row) for row in found.rows]})
         return
     t = table("读者", "渠道", "为您推荐", title=f"期刊 {issue_id}：谁会收到什么（试运行，不发送）")
-    for row in rows:
-        rec = "全部内容" if row["whole_issue"] else "\n".join(row["recommended"]) or "（无）"
-        t.add_row(f"{row['reader']} {escape(row['name'])}",
-                  "、".join(channel_word(ch) for ch in row["channels"]), escape(rec))
+    for row in found.rows:
+        rec = "全部内容" if row.whole_issue else "\n".join(row.recommended) or "（无）"
+        t.add_row(f"{row.reader} {escape(row.name)}",
+                  "、".join(channel_word(ch) for ch in row.channels), escape(rec))
     out = console()
     out.print(t)
-    out.print(f"将投递：{_by_channel(channel_counts)}")
+    out.print(f"将投递：{_by_channel(found.by_channel)}")
 
 
 def _send_test_copy(runtime: Runtime, issue_id: int, to: str, recipient: str | None) -> None:

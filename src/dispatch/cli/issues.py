@@ -220,8 +220,9 @@ def retag(ctx: typer.Context, issue_id: IssueId) -> None:
     runtime = runtime_of(ctx)
     with transaction(runtime.sessions) as session:
         issue = editorial.get_issue(session, issue_id)
-        editorial.retag(session, issue, runtime.rules)
+        changed = editorial.retag(session, issue, runtime.rules)
     show(ctx, issue_id)
+    console().print(f"重新打标签：{editorial.retag_words(changed)}")
 
 
 @app.command("finalize")

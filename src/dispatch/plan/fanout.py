@@ -20,9 +20,10 @@ except email while the bounce rule has it suspended. The publication time is whe
 issue first went out, or its scheduled time if that was earlier (`published_at`): planning
 it again later (a crash resumed, `dispatch send` again) reaches the same readers.
 
-`audience` and `audience_by_channel` say who planning would reach, for `dispatch send
---dry-run`, by the same conditions; `planned_token` reads back the token a reader's
-delivery got, for previews.
+`audience`, `audience_count` and `audience_by_channel` say who planning would reach, by
+the same conditions, for `dispatch send --dry-run` and the staff web's 谁会收到什么
+(dispatch.plan.dry_run); `planned_token` reads back the token a reader's delivery got,
+for previews.
 """
 
 from __future__ import annotations
@@ -195,26 +196,47 @@ def _targets(
     return list(ids), [(r.reader_id, r.channel) for r in batch]
 
 
-def audience(session: Session, published: datetime | None = None) -> list[tuple[Reader, list[str]]]:
+def _audience_where(published: datetime | None) -> ColumnElement[bool]:
+    """Readers planning would reach: receiving, with a channel it would plan."""
+    return and_(receiving(published or utcnow()),
+                exists().where(ReaderChannel.reader_id == Reader.id, PLANNED_CHANNEL))
+
+
+def audience(session: Session, published: datetime | None = None, *, offset: int = 0,
+             limit: int | None = None) -> list[tuple[Reader, list[str]]]:
     """Whom planning an issue published at ``published`` (default: now) would reach, by
     id, each with the channels it would plan for them; readers with their industries and
-    channels loaded."""
+    channels loaded. ``offset`` and ``limit`` page them (a page of the staff web's)."""
     getting = receiving(published or utcnow())
+    query = (
+        select(Reader)
+        .where(_audience_where(published))
+        .order_by(Reader.id)
+        .options(selectinload(Reader.industry_rows), selectinload(Reader.channel_rows))
+        .offset(offset)
+        .limit(limit)
+    )
+    readers = list(session.scalars(query))
+    if not readers:
+        return []
+    # The page is a run of ids among those reached: the channels of the readers reached
+    # within its first and last id are the page's (no list of ids bound, however long).
     channels: dict[int, list[str]] = {}
     for reader_id, channel in session.execute(
         select(ReaderChannel.reader_id, ReaderChannel.channel)
         .join(Reader, Reader.id == ReaderChannel.reader_id)
-        .where(getting, PLANNED_CHANNEL)
+        .where(getting, PLANNED_CHANNEL,
+               ReaderChannel.reader_id.between(readers[0].id, readers[-1].id))
         .order_by(ReaderChannel.reader_id, ReaderChannel.channel)
     ):
         channels.setdefault(reader_id, []).append(channel)
-    readers = session.scalars(
-        select(Reader)
-        .where(getting, exists().where(ReaderChannel.reader_id == Reader.id, PLANNED_CHANNEL))
-        .order_by(Reader.id)
-        .options(selectinload(Reader.industry_rows), selectinload(Reader.channel_rows))
-    )
     return [(r, channels[r.id]) for r in readers if r.id in channels]
+
+
+def audience_count(session: Session, published: datetime | None = None) -> int:
+    """How many readers planning an issue published at ``published`` would reach."""
+    return session.scalar(
+        select(func.count(Reader.id)).where(_audience_where(published))) or 0
 
 
 def audience_by_channel(session: Session, published: datetime | None = None) -> dict[str, int]:

@@ -1,6 +1,7 @@
 """Tables written for Excel: CSV in UTF-8 with a BOM and CRLF line ends (what Excel on
 Chinese Windows opens right, as the reader lists: dispatch.readers.export), or XLSX.
 
+The same bytes are offered as downloads by the staff web (csv_bytes, xlsx_bytes).
 A file is written whole or not at all: into a temporary file beside it, then renamed over
 it, so a full disk or a crash never leaves half a file under the name staff open. No cell
 is ever a formula: text is neutralised as the reader lists' exports do.
@@ -22,6 +23,7 @@ from dispatch.readers import neutralise
 from dispatch.readers.export import FORMATS, write_csv
 
 if TYPE_CHECKING:
+    from openpyxl import Workbook
     from openpyxl.worksheet.worksheet import Worksheet
 
 Cell = str | int | float | None
@@ -54,6 +56,17 @@ def csv_bytes(blocks: Iterable[Block]) -> bytes:
 
 
 def write_xlsx(path: Path, title: str, block: Block, widths: Sequence[int] = ()) -> None:
+    _workbook(title, block, widths).save(path)
+
+
+def xlsx_bytes(title: str, block: Block, widths: Sequence[int] = ()) -> bytes:
+    """The workbook `write_xlsx` writes, as bytes (a download of the staff web)."""
+    buf = io.BytesIO()
+    _workbook(title, block, widths).save(buf)
+    return buf.getvalue()
+
+
+def _workbook(title: str, block: Block, widths: Sequence[int]) -> Workbook:
     from openpyxl import Workbook
     from openpyxl.styles import Font
     from openpyxl.utils import get_column_letter
@@ -76,7 +89,7 @@ def write_xlsx(path: Path, title: str, block: Block, widths: Sequence[int] = ())
     for i, width in enumerate(widths, 1):
         ws.column_dimensions[get_column_letter(i)].width = width
     ws.freeze_panes = "A2"
-    wb.save(path)
+    return wb
 
 
 def check_target(path: Path, formats: tuple[str, ...] = FORMATS) -> str:

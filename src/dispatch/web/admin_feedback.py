@@ -3,11 +3,14 @@
     GET  /admin/feedback            the inbox, newest first: filters (issue, article,
                                     reader, channel, kind, handled or not), 50 a page
     POST /admin/feedback/handled    mark the ticked rows handled (ids, back: where to return)
+    GET  /admin/feedback/export?format=csv|xlsx&…  the rows the inbox's filters let
+                                    through (every page), as a table to download
     GET  /admin/feedback/{id}       one item, and its message as received, decoded
     GET  /admin/feedback/{id}/raw   the message as received: .eml (email), .xml (WeChat Work)
 
 The rows and filters are dispatch.report.feedback_list's (the CLI's `dispatch feedback`),
-the message's reading dispatch.feedback.message_view's. Marking handled records the staff
+the message's reading dispatch.feedback.message_view's, the download's columns
+report.feedback_list.block's (the CLI's `dispatch feedback export`). Marking handled records the staff
 member's name and the time on the row (handled_by, handled_at), as the CLI records the
 OS user's.
 """
@@ -27,16 +30,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from dispatch import editorial
+from dispatch import clock, editorial
 from dispatch.db.models import FEEDBACK_CHANNELS, Feedback, Issue
 from dispatch.db.session import transaction
 from dispatch.errors import Refused
 from dispatch.feedback.message_view import view as message_view
 from dispatch.report import feedback_list
 from dispatch.report.feedback_list import Filters
+from dispatch.report.sheets import csv_bytes, xlsx_bytes
 from dispatch.report.words import KIND_WORDS, channel_word, parse_kinds
 from dispatch.staff.throttle import as_utc
-from dispatch.web.desk import Desk, Posted, Signed
+from dispatch.web.desk import DOWNLOAD_TYPES, Desk, Posted, Signed
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,11 @@ class Query:
     filters: Filters = field(default_factory=Filters)
     page: int = 1
     errors: list[str] = field(default_factory=list)
+
+    def export_link(self, kind: str) -> str:
+        """The download of every row these filters let through."""
+        kept = [(k, v) for k, v in self.values.items() if v and k != "page"]
+        return "/admin/feedback/export?" + urlencode([("format", kind), *kept])
 
     def link(self, **changes: object) -> str:
         """The inbox with these filters, some changed (None: left out)."""
@@ -164,6 +173,27 @@ def routes(desk: Desk) -> list[Route]:
             back=query.link(),
         )
 
+    def export(request: Request, who: Signed) -> Response:
+        kind = request.query_params.get("format", "csv")
+        if kind not in DOWNLOAD_TYPES:
+            return desk.refused(400, "只能导出为 CSV 或 XLSX 文件。", who)
+        query = read_query(request.query_params)
+        filters = replace(query.filters, limit=None, offset=0)  # every page
+        with runtime.sessions() as session:
+            if filters.issue_id is not None and session.get(Issue, filters.issue_id) is None:
+                query.errors.append(f"期刊 {filters.issue_id} 不存在。")
+            items = [] if query.errors else feedback_list.list_feedback(session, filters)
+        if query.errors:
+            return desk.refused(400, "没有导出：" + "".join(query.errors), who)
+        block = feedback_list.block(items)
+        data = (csv_bytes([block]) if kind == "csv"
+                else xlsx_bytes("反馈", block, feedback_list.WIDTHS))
+        day = clock.to_local(as_utc(desk.clock())).date()
+        filtered = any(v for k, v in query.values.items() if k != "page")
+        name = f"读者反馈{'（筛选）' if filtered else ''}-{day:%Y%m%d}.{kind}"
+        log.info("staff %d exported %d feedback rows", who.id, len(items))
+        return desk.download(data, kind, f"feedback-{day:%Y%m%d}.{kind}", name)
+
     def item_page(request: Request, who: Signed) -> Response:
         feedback_id = int(request.path_params["feedback_id"])
         with runtime.sessions() as session:
@@ -212,6 +242,7 @@ def routes(desk: Desk) -> list[Route]:
     return [
         desk.view("/admin/feedback", inbox),
         desk.action("/admin/feedback/handled", mark),
+        desk.view("/admin/feedback/export", export),
         desk.view("/admin/feedback/{feedback_id:int}", item_page),
         desk.view("/admin/feedback/{feedback_id:int}/raw", raw_message),
     ]

@@ -7,12 +7,15 @@
                                                 live counts; failures; the change log
     GET  /admin/issues/{id}/progress            the counts as an HTML fragment (live.js)
     POST /admin/issues/{id}/articles/{aid}/tags the editor's tags, or back to the automatic ones
+    POST /admin/issues/{id}/retag               the keyword rules run again (the file as it is
+                                                now); the editor's tags kept
     POST /admin/issues/{id}/finalize            finalize with a publication time
     POST /admin/issues/{id}/reschedule          move the publication time (not gone out yet)
     GET  /admin/issues/{id}/delete              confirm deleting a draft
     POST /admin/issues/{id}/delete              delete the draft
     POST /admin/issues/{id}/retry               queue the failed deliveries again
     /admin/issues/{id}/preview…                 preview and test copy (web.admin_issue_preview)
+    GET  /admin/issues/{id}/audience            who would get what (web.admin_issue_audience)
 
 The work is dispatch.editorial's (and lifecycle's, deliver.leases'); every change is kept
 with who and when by editorial.log_change, in the same transaction. Editors may do all.
@@ -41,7 +44,8 @@ from dispatch.ingest import IngestError, parse_bytes
 from dispatch.limits import ISSUE_FILE_BYTES
 from dispatch.readers import channel_words
 from dispatch.statewords import DELIVERY_WORDS, ISSUE_WORDS
-from dispatch.web import admin_issue_preview
+from dispatch.tagging.rules import RulesError, load_rules
+from dispatch.web import admin_issue_audience, admin_issue_preview
 from dispatch.web.desk import Desk, Posted, Signed
 
 log = logging.getLogger(__name__)
@@ -134,9 +138,13 @@ class IssuePages:
     def issue_page(self, request: Request, who: Signed) -> Response:
         done = request.query_params.get("done", "")
         message = DONE.get(done, "")
+        n = request.query_params.get("n", "")
+        count = int(n) if n.isdecimal() and len(n) < 10 else 0
         if done == "retried":
-            n = request.query_params.get("n", "")
-            message = f"{int(n) if n.isdecimal() and len(n) < 10 else 0} 个失败的投递已重新排队。"
+            message = f"{count} 个失败的投递已重新排队。"
+        elif done == "retagged":
+            message = (f"已按关键词规则重新打标签：{count} 篇文章的自动标签有变化，见下方修改记录。"
+                       if count else "已按关键词规则重新打标签：自动标签都没有变化。")
         return self._issue(who, int(request.path_params["issue_id"]), message=message)
 
     def _issue(self, who: Signed, issue_id: int, status: int = 200, *, message: str = "",
@@ -261,6 +269,30 @@ class IssuePages:
             return self._issue(who, issue_id, 400, article_error=(article_id, refusal_words(exc)))
         return self.desk.redirect(f"/admin/issues/{issue_id}?done=tags#a{article_id}")
 
+    def retag(self, request: Request, who: Signed, posted: Posted) -> Response:
+        issue_id = int(request.path_params["issue_id"])
+        config = self.runtime.config
+        try:
+            # The file as it is now: staff retag after editing it, the service still running.
+            rules = load_rules(config.path(config.tagging.rules))
+        except RulesError as exc:
+            return self._issue(who, issue_id, 500,
+                               error=f"关键词规则文件有错，没有重新打标签：{exc}。请管理员改正。")
+        try:
+            with transaction(self.runtime.sessions) as session:
+                issue = editorial.get_issue(session, issue_id)
+                changed = editorial.retag(session, issue, rules)
+                for c in changed:  # each article's, then the whole (the log is newest first)
+                    old, new = c.words
+                    editorial.log_change(session, issue_id, "retagged", by=who.id, old=old,
+                                         new=new, article_id=c.article_id)
+                editorial.log_change(session, issue_id, "retagged", by=who.id,
+                                     new=editorial.retag_words(changed))
+        except Refused as exc:
+            return self._issue(who, issue_id, 409, error=refusal_words(exc))
+        log.info("staff %d retagged issue %d: %d articles changed", who.id, issue_id, len(changed))
+        return self.desk.redirect(f"/admin/issues/{issue_id}?done=retagged&n={len(changed)}")
+
     # -- publication ---------------------------------------------------------------------
 
     def finalize(self, request: Request, who: Signed, posted: Posted) -> Response:
@@ -368,10 +400,12 @@ def routes(desk: Desk) -> list[Route]:
         desk.view(one, pages.issue_page),
         desk.view(f"{one}/progress", pages.progress),
         desk.action(f"{one}/articles/{{article_id:int}}/tags", pages.tags),
+        desk.action(f"{one}/retag", pages.retag),
         desk.action(f"{one}/finalize", pages.finalize),
         desk.action(f"{one}/reschedule", pages.reschedule),
         desk.view(f"{one}/delete", pages.delete_page),
         desk.action(f"{one}/delete", pages.delete),
         desk.action(f"{one}/retry", pages.retry),
         *admin_issue_preview.routes(desk),
+        *admin_issue_audience.routes(desk),
     ]

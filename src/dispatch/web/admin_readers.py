@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -47,7 +47,7 @@ from dispatch.readers.query import (
 )
 from dispatch.web import admin_reader_edit, admin_reader_import
 from dispatch.web.admin_reader_edit import reader_id_of
-from dispatch.web.desk import Desk, Signed
+from dispatch.web.desk import DOWNLOAD_TYPES, Desk, Signed
 
 PAGE_SIZE = 50
 SHOWN = 100  # rows of each list on a reader's page; the count says how many in all
@@ -60,10 +60,6 @@ DONE_WORDS = {
     "unchanged": "没有修改任何内容。",
     "deactivated": "已停用：不再给这位读者发送快报。",
     "already": "这位读者本来就不会收到快报。",
-}
-DOWNLOAD_TYPES = {
-    "csv": "text/csv; charset=utf-8",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
 
 
@@ -161,11 +157,7 @@ def routes(desk: Desk) -> list[Route]:
         data = csv_bytes(states) if kind == "csv" else xlsx_bytes(states)
         day = clock.to_local(now_of(desk)).date()
         name = f"读者名单{'（筛选）' if not picked.filter.empty else ''}-{day:%Y%m%d}.{kind}"
-        disposition = (f"attachment; filename=\"readers-{day:%Y%m%d}.{kind}\"; "
-                       f"filename*=UTF-8''{quote(name, safe='')}")
-        headers = {**desk.headers, "Content-Disposition": disposition,
-                   "Cache-Control": "no-store"}
-        return Response(data, media_type=DOWNLOAD_TYPES[kind], headers=headers)
+        return desk.download(data, kind, f"readers-{day:%Y%m%d}.{kind}", name)
 
     def reader_page(request: Request, who: Signed) -> Response:
         reader_id = reader_id_of(request)

@@ -56,6 +56,18 @@ ADMIN_CSP = (
 )
 
 
+DOWNLOAD_TYPES = {  # the tables staff download
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+
+
+def attachment(fallback: str, name: str) -> str:
+    """A download's Content-Disposition: `name` (Chinese) as RFC 6266's filename*, and an
+    ASCII `fallback` for a client that reads only filename."""
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
 def admin_headers(reader_headers: dict[str, str]) -> dict[str, str]:
     """The reader pages' security headers with the staff web's policy."""
     return {**reader_headers, "Content-Security-Policy": ADMIN_CSP}
@@ -143,6 +155,12 @@ class Desk:
     def redirect(self, path: str) -> Response:
         """After a POST that changed something: 303 to the page that shows it."""
         return RedirectResponse(path, status_code=303, headers=self.headers)
+
+    def download(self, data: bytes, kind: str, fallback: str, name: str) -> Response:
+        """A table (`kind`: csv or xlsx) to save as `name`; never kept by a cache."""
+        headers = {**self.headers, "Content-Disposition": attachment(fallback, name),
+                   "Cache-Control": "no-store"}
+        return Response(data, media_type=DOWNLOAD_TYPES[kind], headers=headers)
 
     def csrf(self, who: Signed | None) -> str:
         return sessions.form_token(self.runtime.signing_key, who.cookie, self.clock()) if who else ""
