@@ -680,6 +680,9 @@ def every_get(site: Site, world: World) -> dict[str, list[str]]:
         "/admin/issues/{issue_id:int}/progress": [f"/admin/issues/{i}/progress"
                                                   for i in (main, old, draft)],
         "/admin/issues/{issue_id:int}/delete": [f"/admin/issues/{i}/delete" for i in (draft, main)],
+        "/admin/issues/{issue_id:int}/audience": [
+            f"/admin/issues/{i}/audience" for i in (main, old, draft)] + [
+            f"/admin/issues/{draft}/audience?page=2"],
         "/admin/issues/{issue_id:int}/preview": [
             f"/admin/issues/{main}/preview", f"/admin/issues/{main}/preview?reader={wang}",
             f"/admin/issues/{main}/preview?reader={cao}",
@@ -702,6 +705,9 @@ def every_get(site: Site, world: World) -> dict[str, list[str]]:
         "/admin/readers/{id:int}/activate": [f"/admin/readers/{cao}/activate",
                                              f"/admin/readers/{world.readers['严红']}/activate"],
         "/admin/feedback": ["/admin/feedback", *inbox],
+        "/admin/feedback/export": [
+            "/admin/feedback/export?format=csv", "/admin/feedback/export?format=xlsx",
+            f"/admin/feedback/export?format=csv&issue={main}&kind=reply"],
         "/admin/feedback/{feedback_id:int}": [f"/admin/feedback/{fb[k]}"
                                               for k in ("mail", "wecom", "card_vote", "bounce")],
         "/admin/feedback/{feedback_id:int}/raw": [f"/admin/feedback/{fb['mail']}/raw",
@@ -735,7 +741,11 @@ def test_every_page_answers_in_chinese(site: Site) -> None:
                 chinese(answer, path)
                 continue
             assert answer.status == 200, (path, answer.status, answer.text[:500])
-            if path.endswith("/raw"):
+            if path.startswith("/admin/feedback/export"):
+                # The rows themselves: tests/test_admin_feedback.py; here, that it answers.
+                assert answer.headers["content-disposition"].startswith("attachment;")
+                assert len(answer.body) > 100, path
+            elif path.endswith("/raw"):
                 assert answer.body in (REPLY_MAIL, WECOM_XML)
                 assert answer.headers["content-disposition"].startswith("attachment;")
             elif "format=csv" in path:
