@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from admin_site import Site, admin_site, form_token, visible
 from cli_language import english_words
+from conftest import SAMPLE_ISSUE
 from site_rows import add_reader
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from dispatch import clock, editorial
 from dispatch.db.models import Article, ArticleTag, Issue, IssueChange, Reader, ReaderChannel
@@ -145,8 +146,30 @@ def test_retag_reads_the_rules_file_as_it_is_now(site: Site, tmp_path: Path) -> 
     edited.write_text(text.replace("threshold = 8", "threshold = \"high\""), encoding="utf-8")
     logged = changes(site, issue)
     broken = site.post(f"/admin/issues/{issue}/retag", {"csrf": token}, cookie)
-    assert broken.status == 500 and "关键词规则文件有错，没有重新打标签" in broken.text
+    assert broken.status == 500 and "关键词规则文件有错" in broken.text
+    assert "没有重新打标签" in broken.text
     assert auto_tags(site) == expected and changes(site, issue) == logged
+
+    # An upload meanwhile is tagged by the same file: refused alike, nothing stored.
+    with site.runtime.sessions() as s:
+        issues = s.scalar(select(func.count(Issue.id)))
+    upload = site.post_file("/admin/issues/new", {"csrf": token, "again": "1"}, "file",
+                            "issue.txt", SAMPLE_ISSUE.read_bytes(), cookie)
+    assert upload.status == 500 and "关键词规则文件有错" in upload.text
+    assert "期刊没有入库" in upload.text
+    with site.runtime.sessions() as s:
+        assert s.scalar(select(func.count(Issue.id))) == issues
+
+    # Mended: the next upload follows the file as it is now (threshold 1000: few tags).
+    edited.write_text(text.replace("threshold = 8", "threshold = 1000"), encoding="utf-8")
+    stored = site.post_file("/admin/issues/new", {"csrf": token, "again": "1"}, "file",
+                            "issue.txt", SAMPLE_ISSUE.read_bytes(), cookie)
+    assert stored.status == 303
+    new_id = int(stored.headers["location"].split("/")[3].split("?")[0])
+    with site.runtime.sessions() as s:
+        fresh = [sorted(t.industry for t in a.tags)
+                 for a in editorial.get_issue(s, new_id).articles]
+    assert fresh == [sorted(codes) for _, codes in sorted(expected.items())]
 
 
 def test_retag_is_refused_once_finalized(site: Site) -> None:

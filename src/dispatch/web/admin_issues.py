@@ -44,7 +44,7 @@ from dispatch.ingest import IngestError, parse_bytes
 from dispatch.limits import ISSUE_FILE_BYTES
 from dispatch.readers import channel_words
 from dispatch.statewords import DELIVERY_WORDS, ISSUE_WORDS
-from dispatch.tagging.rules import RulesError, load_rules
+from dispatch.tagging.rules import Rules, RulesError, load_rules
 from dispatch.web import admin_issue_audience, admin_issue_preview
 from dispatch.web.desk import Desk, Posted, Signed
 
@@ -122,10 +122,13 @@ class IssuePages:
         except IngestError as exc:
             return self._new(who, 400, again=again,
                              error={"file": name, "line": exc.line, "reason": exc.reason})
+        rules = self._rules()
+        if isinstance(rules, str):
+            return self._new(who, 500, again=again, error={
+                "file": name, "line": None, "reason": f"{rules}期刊没有入库。请管理员改正。"})
         try:
             with transaction(self.runtime.sessions) as session:
-                issue = editorial.store_issue(session, parsed, name, self.runtime.rules,
-                                              again=again)
+                issue = editorial.store_issue(session, parsed, name, rules, again=again)
                 editorial.log_change(session, issue.id, "ingested", by=who.id, new=name)
                 issue_id = issue.id
         except editorial.SameContent as same:
@@ -269,15 +272,20 @@ class IssuePages:
             return self._issue(who, issue_id, 400, article_error=(article_id, refusal_words(exc)))
         return self.desk.redirect(f"/admin/issues/{issue_id}?done=tags#a{article_id}")
 
-    def retag(self, request: Request, who: Signed, posted: Posted) -> Response:
-        issue_id = int(request.path_params["issue_id"])
+    def _rules(self) -> Rules | str:
+        """The keyword rules as the file is now (an admin may edit it while the service
+        runs: uploads and retagging follow at once), or what is wrong with it."""
         config = self.runtime.config
         try:
-            # The file as it is now: staff retag after editing it, the service still running.
-            rules = load_rules(config.path(config.tagging.rules))
+            return load_rules(config.path(config.tagging.rules))
         except RulesError as exc:
-            return self._issue(who, issue_id, 500,
-                               error=f"关键词规则文件有错，没有重新打标签：{exc}。请管理员改正。")
+            return f"关键词规则文件有错：{exc}。"
+
+    def retag(self, request: Request, who: Signed, posted: Posted) -> Response:
+        issue_id = int(request.path_params["issue_id"])
+        rules = self._rules()
+        if isinstance(rules, str):
+            return self._issue(who, issue_id, 500, error=f"{rules}没有重新打标签。请管理员改正。")
         try:
             with transaction(self.runtime.sessions) as session:
                 issue = editorial.get_issue(session, issue_id)
