@@ -34,8 +34,9 @@ from admin_site import T0, Site, admin_site, form_token, visible
 from cli_language import english_words
 from openpyxl import load_workbook
 from served import Answer
-from sqlalchemy import func, select, text
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from dispatch import clock, editorial, lifecycle
 from dispatch.db.models import (
@@ -1029,6 +1030,26 @@ def test_the_main_forms_write_their_rows_with_who(site: Site) -> None:
 
 
 
+def wait_until_blocked(site: Site, posting: threading.Thread, answers: list[Answer]) -> None:
+    """Until the request `posting` sends waits for another transaction's lock (PostgreSQL
+    tells), with a deadline; what the server was doing if it never does."""
+    waiting = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+               "AND wait_event_type = 'Lock'")
+    deadline = time.monotonic() + 20
+    # Autocommit: PostgreSQL keeps one snapshot of pg_stat_activity per transaction, so a
+    # watcher in one transaction would never see the request arrive.
+    watcher = create_engine(site.runtime.engine.url, poolclass=NullPool,
+                            isolation_level="AUTOCOMMIT")
+    with watcher.connect() as conn:
+        while not conn.execute(text(waiting)).scalar():
+            assert posting.is_alive(), answers[0].text[:3000]
+            assert time.monotonic() < deadline, ("it never waited for the other", [
+                tuple(r) for r in conn.execute(text(
+                    "SELECT datname, state, wait_event_type, wait_event, left(query, 80) "
+                    "FROM pg_stat_activity WHERE backend_type = 'client backend'"))])
+            time.sleep(0.01)
+
+
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_an_import_meeting_a_reader_added_meanwhile_writes_nothing(site: Site) -> None:
     """Confirming an import while another transaction adds one of its readers: PostgreSQL
@@ -1055,13 +1076,7 @@ def test_an_import_meeting_a_reader_added_meanwhile_writes_nothing(site: Site) -
         site.post("/admin/readers/import/confirm", fields, editor)))
     confirming.start()
     try:
-        waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() " \
-                  "AND wait_event_type = 'Lock'"
-        deadline = time.monotonic() + 20
-        with site.runtime.engine.connect() as conn:
-            while not conn.execute(text(waiting)).scalar():
-                assert time.monotonic() < deadline, "the import never waited for the other"
-                time.sleep(0.01)
+        wait_until_blocked(site, confirming, answers)
     finally:
         meanwhile.commit()
         meanwhile.close()
@@ -1093,3 +1108,33 @@ def test_an_issue_with_a_title_too_long_to_keep_is_refused_alike(site: Site) -> 
         assert "过长" in page and named in page, (name, visible(page))
     with site.runtime.sessions() as s:
         assert s.scalar(select(func.count()).select_from(Issue)) == 1  # the sample alone
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_reader_added_twice_at_once_is_refused_on_the_form(site: Site) -> None:
+    """Two staff add the same address at the same moment: PostgreSQL makes the second
+    wait for the first, whose reader then holds the address; the second form comes back
+    with the field named, nothing saved (never an error page)."""
+    editor = site.signed_in("li")
+    token = form_token(site.get("/admin/readers/new", editor).text)
+    fields = [("csrf", token), ("name", "马丽"), ("organization", "许昌市商务局"),
+              ("email", "mali@example.cn"), ("follows_all", "1")]
+    meanwhile = site.runtime.sessions()
+    meanwhile.begin()
+    meanwhile.add(Reader(name="马丽", email="mali@example.cn", follows_all=True))
+    meanwhile.flush()
+    answers: list[Answer] = []
+    adding = threading.Thread(target=lambda: answers.append(
+        site.post("/admin/readers/new", fields, editor)))
+    adding.start()
+    try:
+        wait_until_blocked(site, adding, answers)
+    finally:
+        meanwhile.commit()
+        meanwhile.close()
+        adding.join(timeout=30)
+    page = chinese(answers[0], "refused")
+    assert answers[0].status == 200 and "刚被另一位读者占用" in page, page[:2000]
+    with site.runtime.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Reader).where(
+            Reader.email == "mali@example.cn")) == 1

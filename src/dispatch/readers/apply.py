@@ -674,7 +674,7 @@ def add_reader(session: Session, rec: ReaderRecord, *, by: int | None = None) ->
         raise RecordRefused(errors)
     reader = new_reader(state)
     session.add(reader)
-    session.flush()
+    _flush_or_refuse(session, rec)
     log_change(session, reader.id, "created", None, None, source="staff", by=by)
     log.info("reader %s added", reader.id)
     return reader
@@ -694,9 +694,20 @@ def update_reader(session: Session, reader: Reader, rec: ReaderRecord, *,
         for f, old, new in logged_changes(current, state):
             log_change(session, reader.id, f, old, new, source=source, by=by)
         write_state(reader, state)
-        session.flush()
+        _flush_or_refuse(session, rec)
         log.info("reader %s updated (%s, %s)", reader.id, ", ".join(changed), source)
     return changed
+
+
+def _flush_or_refuse(session: Session, rec: ReaderRecord) -> None:
+    """Write a reader; an address taken meanwhile (another transaction added it after our
+    check, which PostgreSQL makes us wait for) is refused like one taken before."""
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise RecordRefused([rec.error(
+            COLUMNS["email"] if rec.email else COLUMNS["wecom_userid"],
+            "刚被另一位读者占用（可能有人同时在添加或修改读者）；没有保存，请核对后再试")]) from exc
 
 
 def _quoted(text: str) -> str:
