@@ -1030,6 +1030,27 @@ def test_the_main_forms_write_their_rows_with_who(site: Site) -> None:
 
 
 
+def while_another_adds_mali(site: Site, path: str, fields: list[tuple[str, str]],
+                            cookie: str) -> Answer:
+    """Post `fields` to `path` while another transaction has added 马丽 (mali@example.cn)
+    and not yet committed: the post waits for it (PostgreSQL), then the other commits.
+    The post's answer."""
+    meanwhile = site.runtime.sessions()
+    meanwhile.begin()
+    meanwhile.add(Reader(name="马丽", email="mali@example.cn", follows_all=True))
+    meanwhile.flush()
+    answers: list[Answer] = []
+    posting = threading.Thread(target=lambda: answers.append(site.post(path, fields, cookie)))
+    posting.start()
+    try:
+        wait_until_blocked(site, posting, answers)
+    finally:
+        meanwhile.commit()
+        meanwhile.close()
+        posting.join(timeout=30)
+    return answers[0]
+
+
 def wait_until_blocked(site: Site, posting: threading.Thread, answers: list[Answer]) -> None:
     """Until the request `posting` sends waits for another transaction's lock (PostgreSQL
     tells), with a deadline; what the server was doing if it never does."""
@@ -1067,21 +1088,8 @@ def test_an_import_meeting_a_reader_added_meanwhile_writes_nothing(site: Site) -
     fields = [("csrf", form_token(preview))] + [
         (n, unescape(re.search(rf'name="{n}" value="([^"]*)"', preview).group(1)))
         for n in ("held", "name", "token", "digest")]
-    meanwhile = site.runtime.sessions()
-    meanwhile.begin()
-    meanwhile.add(Reader(name="马丽", email="mali@example.cn", follows_all=True))
-    meanwhile.flush()
-    answers: list[Answer] = []
-    confirming = threading.Thread(target=lambda: answers.append(
-        site.post("/admin/readers/import/confirm", fields, editor)))
-    confirming.start()
-    try:
-        wait_until_blocked(site, confirming, answers)
-    finally:
-        meanwhile.commit()
-        meanwhile.close()
-        confirming.join(timeout=30)
-    assert "导入期间读者名单被改动了" in chinese(answers[0], "refused"), answers[0].text[:2000]
+    answer = while_another_adds_mali(site, "/admin/readers/import/confirm", fields, editor)
+    assert "导入期间读者名单被改动了" in chinese(answer, "refused"), answer.text[:2000]
     with site.runtime.sessions() as s:
         assert s.scalars(select(Reader.follows_all).where(Reader.email == "mali@example.cn")).one()
         assert s.get(Reader, he).industries == ["food", "hair"]  # not updated either
@@ -1119,22 +1127,9 @@ def test_a_reader_added_twice_at_once_is_refused_on_the_form(site: Site) -> None
     token = form_token(site.get("/admin/readers/new", editor).text)
     fields = [("csrf", token), ("name", "马丽"), ("organization", "许昌市商务局"),
               ("email", "mali@example.cn"), ("follows_all", "1")]
-    meanwhile = site.runtime.sessions()
-    meanwhile.begin()
-    meanwhile.add(Reader(name="马丽", email="mali@example.cn", follows_all=True))
-    meanwhile.flush()
-    answers: list[Answer] = []
-    adding = threading.Thread(target=lambda: answers.append(
-        site.post("/admin/readers/new", fields, editor)))
-    adding.start()
-    try:
-        wait_until_blocked(site, adding, answers)
-    finally:
-        meanwhile.commit()
-        meanwhile.close()
-        adding.join(timeout=30)
-    page = chinese(answers[0], "refused")
-    assert answers[0].status == 200 and "刚被另一位读者占用" in page, page[:2000]
+    answer = while_another_adds_mali(site, "/admin/readers/new", fields, editor)
+    page = chinese(answer, "refused")
+    assert answer.status == 200 and "刚被另一位读者占用" in page, page[:2000]
     with site.runtime.sessions() as s:
         assert s.scalar(select(func.count()).select_from(Reader).where(
             Reader.email == "mali@example.cn")) == 1

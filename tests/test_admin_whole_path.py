@@ -12,13 +12,12 @@ import os
 import re
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pytest
 from admin_site import Site
@@ -31,6 +30,7 @@ from browser import (
 )
 from conftest import SAMPLE_ISSUE
 from smtp_servers import MailServer, free_port, make_certificates
+from waiting import wait_for
 
 from dispatch import clock
 
@@ -58,16 +58,6 @@ class Service:
 
     def alive(self) -> None:
         assert self.process.poll() is None, self.log.read_text(encoding="utf-8")
-
-
-def wait_for(check: Callable[[], Any], what: str, seconds: float = 60) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
-        time.sleep(0.2)
 
 
 def fetch(url: str, user_agent: str = PHONE) -> int:

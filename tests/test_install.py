@@ -14,8 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import TypeVar
@@ -23,22 +21,13 @@ from typing import TypeVar
 import pytest
 from conftest import REPO
 from smtp_servers import MailServer, free_port
+from waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
 DEPLOY = REPO / "deploy"
 ROOT = Path("/")
 T = TypeVar("T")
-
-
-def wait_for(check: Callable[[], T], what: str, timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 class Installed:
