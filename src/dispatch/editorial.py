@@ -3,6 +3,10 @@
 
 Every function takes an open Session inside a transaction and either does all of
 its work or raises Refused (the caller's transaction then writes nothing).
+
+Each change staff make is kept in the issue's change log (log_change) by the function
+that makes it, in the same transaction: `by` is the staff member's id in the staff
+web, None for the CLI on the server. A refused change raises before it is logged.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import PurePath
 from typing import TypedDict
 
 from sqlalchemy import delete, select
@@ -18,6 +23,7 @@ from sqlalchemy.orm import Session, selectinload
 from dispatch import clock, lifecycle
 from dispatch.content_hash import SectionContent, issue_content_hash
 from dispatch.db.models import Article, ArticleTag, Issue, IssueChange, Section
+from dispatch.deliver import leases
 from dispatch.errors import Refused
 from dispatch.industries import GENERAL, TAG_CODES, describe, name_of
 from dispatch.ingest.document import ParsedIssue
@@ -72,10 +78,11 @@ def _content(issue: Issue) -> list[SectionContent]:
 
 
 def store_issue(
-    session: Session, parsed: ParsedIssue, source_file: str, rules: Rules, *, again: bool = False
+    session: Session, parsed: ParsedIssue, source_file: str, rules: Rules, *,
+    again: bool = False, by: int | None = None,
 ) -> Issue:
     """A draft of what ingest parsed. Content already stored in another issue is refused
-    (SameContent) unless `again`."""
+    (SameContent) unless `again`. Logged as "ingested" with the file's name."""
     issue = Issue(
         title=parsed.title or BULLETIN,
         number=parsed.number,
@@ -109,6 +116,7 @@ def store_issue(
             raise SameContent(source_file, [(i, status) for i, status in earlier])
     session.add(issue)
     session.flush()
+    log_change(session, issue.id, "ingested", by=by, new=PurePath(source_file).name)
     return issue
 
 
@@ -172,10 +180,21 @@ def get_article(session: Session, article_id: int) -> Article:
     return article
 
 
-def set_tags(session: Session, article_id: int, codes: list[str] | None) -> Article:
-    """The editor's override (codes), or back to automatic tags (None)."""
+def tag_words(article: Article) -> str:
+    """An article's tags and whose they are, as the change log keeps them:
+    生物医药、新材料（编辑指定）."""
+    view = tag_view(article)
+    return f"{view.words}（{'编辑指定' if view.overridden else '自动'}）"
+
+
+def set_tags(
+    session: Session, article_id: int, codes: list[str] | None, *, by: int | None = None
+) -> Article:
+    """The editor's override (codes), or back to automatic tags (None). Logged as "tags"
+    (before and after) when what the article gets changed."""
     article = get_article(session, article_id)
     _editable(article.section.issue, "改标签")
+    before = tag_words(article)
     article.tags = [t for t in article.tags if t.origin != "editor"]
     if codes is not None:
         if not codes:
@@ -185,6 +204,10 @@ def set_tags(session: Session, article_id: int, codes: list[str] | None) -> Arti
         for code in codes:
             article.tags.append(ArticleTag(industry=code, origin="editor", score=0.0))
     session.flush()
+    after = tag_words(article)
+    if after != before:
+        log_change(session, article.section.issue_id, "tags", by=by, old=before, new=after,
+                   article_id=article_id)
     return article
 
 
@@ -206,9 +229,11 @@ class Retagged:
                 f"{describe(False, self.after) or '无'}（自动{kept}）")
 
 
-def retag(session: Session, issue: Issue, rules: Rules) -> list[Retagged]:
+def retag(session: Session, issue: Issue, rules: Rules, *, by: int | None = None) -> list[Retagged]:
     """Run the keyword rules again on a draft's articles; the editor's tags are kept.
-    Returns the articles whose automatic tags changed, in the issue's order."""
+    Returns the articles whose automatic tags changed, in the issue's order. Logged as
+    "retagged": each changed article's tags before and after, then the sum of it (even
+    when nothing changed: someone ran it)."""
     _editable(issue, "重新打标签")
     changed = []
     for article in issue.articles:
@@ -218,6 +243,11 @@ def retag(session: Session, issue: Issue, rules: Rules) -> list[Retagged]:
         if after != before:
             changed.append(Retagged(article.id, before, after, article.overridden))
     session.flush()
+    for c in changed:  # each article's, then the whole (the log is read newest first)
+        old, new = c.words
+        log_change(session, issue.id, "retagged", by=by, old=old, new=new,
+                   article_id=c.article_id)
+    log_change(session, issue.id, "retagged", by=by, new=retag_words(changed))
     return changed
 
 
@@ -230,8 +260,11 @@ def retag_words(changed: list[Retagged]) -> str:
     return f"{len(changed)} 篇文章的自动标签有变化{note}"
 
 
-def finalize(session: Session, issue_id: int, publish_at: datetime | None) -> Issue:
-    """Freeze the content and set when it goes out (naive UTC; None = now)."""
+def finalize(
+    session: Session, issue_id: int, publish_at: datetime | None, *, by: int | None = None
+) -> Issue:
+    """Freeze the content and set when it goes out (naive UTC; None = now). Logged as
+    "finalized" with the publication time."""
     issue = get_issue(session, issue_id)
     _editable(issue, "再定稿")
     now = clock.utcnow()
@@ -242,6 +275,8 @@ def finalize(session: Session, issue_id: int, publish_at: datetime | None) -> Is
     if not issue.articles:
         raise Refused(f"期刊 {issue.id} 没有文章")
     lifecycle.finalize(session, issue, publish_at, now)
+    log_change(session, issue.id, "finalized", by=by, old=ISSUE_WORDS["draft"],
+               new=clock.cn_time(issue.publish_at))
     return issue
 
 
@@ -249,22 +284,42 @@ def _past(publish_at: datetime) -> str:
     return f"发布时间 {clock.show(publish_at)}（北京时间）已过"
 
 
-def reschedule(session: Session, issue_id: int, publish_at: datetime) -> Issue:
-    """A finalized issue that has not gone out gets another publication time (naive UTC)."""
+def reschedule(
+    session: Session, issue_id: int, publish_at: datetime, *, by: int | None = None
+) -> Issue:
+    """A finalized issue that has not gone out gets another publication time (naive UTC).
+    Logged as "publish_at" (before and after) when the time shown changes."""
     issue = get_issue(session, issue_id)
+    before = clock.cn_time(issue.publish_at)
     # The state first (its refusal says what to do instead), then the editor's check on
     # the time: its refusal rolls the move back with the caller's transaction.
     lifecycle.reschedule(session, issue_id, publish_at)
     if publish_at < clock.utcnow() - PAST_TOLERANCE:
         raise Hinted(_past(publish_at), f"；要立即发送：dispatch send {issue_id}")
     session.refresh(issue)
+    after = clock.cn_time(issue.publish_at)
+    if after != before:
+        log_change(session, issue_id, "publish_at", by=by, old=before, new=after)
     return issue
 
 
-def delete_draft(session: Session, issue_id: int) -> None:
+def delete_draft(session: Session, issue_id: int, *, by: int | None = None) -> None:
+    """Delete a draft. Its "deleted" record, naming it, is kept after the issue is gone
+    (its issue_id becomes NULL: ON DELETE SET NULL)."""
     issue = get_issue(session, issue_id)
     _editable(issue, "删除")
+    log_change(session, issue.id, "deleted", by=by, old=f"期刊 {issue.id}《{issue.title}》")
     session.execute(delete(Issue).where(Issue.id == issue.id))
+
+
+def retry_failed(session: Session, issue_id: int, *, by: int | None = None) -> int:
+    """Staff's retry: the issue's failed deliveries queued again (deliver.leases does
+    it; an issue that does not exist is refused); how many. Logged as "retried" with the
+    count, when there were any."""
+    n = leases.retry_failed(session, issue_id)
+    if n:
+        log_change(session, issue_id, "retried", by=by, new=f"{n} 个")
+    return n
 
 
 def log_change(

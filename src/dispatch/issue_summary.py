@@ -1,6 +1,7 @@
 """What the staff web reads about issues besides their content: each issue's article
 count and delivery totals (the list), what is scheduled, whether a send is still moving
-(the live counts), and the change log kept by editorial.log_change. Reads only."""
+(the live counts), and the change log kept by editorial.log_change (`dispatch issues
+show` reads it too). Reads only."""
 
 from __future__ import annotations
 
@@ -75,28 +76,44 @@ def moving(status: str, pending: int, publish_at: datetime | None, now: datetime
     return now - FOLLOW_BEFORE <= publish_at <= now + FOLLOW_BEFORE
 
 
+# Who made a change with no staff member: the CLI on the server (accounts are disabled,
+# never deleted, so a staff member's changes keep their name).
+SERVER_CLI = "服务器命令行"
+
+
 @dataclass(frozen=True)
 class Change:
     at: datetime
-    who: str  # the staff member's display name (未记录: an account since removed)
+    who: str  # the staff member's display name, or SERVER_CLI
     what: str  # CHANGE_FIELDS' words
     article_id: int | None
     article_title: str | None
     old: str | None
     new: str | None
+    field: str = ""  # CHANGE_FIELDS' key
+    staff_id: int | None = None  # None: the CLI
+
+    @property
+    def words(self) -> str:
+        """What changed, in a line: 改标签：标题  综合（自动） → 生物医药（编辑指定）."""
+        what = f"{self.what}：{self.article_title}" if self.article_title else self.what
+        values = " → ".join(v for v in (self.old, self.new) if v)
+        return f"{what}  {values}" if values else what
 
 
-def changes(session: Session, issue_id: int) -> list[Change]:
-    """The issue's change log, newest first."""
+def changes(session: Session, issue_id: int, limit: int | None = None) -> list[Change]:
+    """The issue's change log, newest first (the newest `limit` of it)."""
     stmt = (
         select(IssueChange, Staff.display_name, Article.title)
         .outerjoin(Staff, Staff.id == IssueChange.staff_id)
         .outerjoin(Article, Article.id == IssueChange.article_id)
         .where(IssueChange.issue_id == issue_id)
         .order_by(IssueChange.at.desc(), IssueChange.id.desc())
+        .limit(limit)
     )
     return [
-        Change(c.at, who or "未记录",
-               CHANGE_FIELDS.get(c.field, c.field), c.article_id, title, c.old, c.new)
+        Change(c.at, who if who is not None else SERVER_CLI,
+               CHANGE_FIELDS.get(c.field, c.field), c.article_id, title, c.old, c.new,
+               c.field, c.staff_id)
         for c, who, title in session.execute(stmt)
     ]

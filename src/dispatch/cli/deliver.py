@@ -106,7 +106,7 @@ def send(
     ] = False,
     to: Annotated[
         str | None,
-        typer.Option("--to", metavar="ADDRESS", help="只发一份测试稿到这个邮箱，不记录"),
+        typer.Option("--to", metavar="ADDRESS", help="只发一份测试稿到这个邮箱，不算投递"),
     ] = None,
     recipient: Annotated[
         str | None,
@@ -246,12 +246,10 @@ def retry(ctx: typer.Context, issue_id: IssueId) -> None:
     """把一期失败的投递重新排队。"""
     from dispatch import editorial
     from dispatch.db.session import transaction
-    from dispatch.deliver import leases
 
     runtime = runtime_of(ctx)
     with transaction(runtime.sessions) as session:
-        editorial.get_issue(session, issue_id)
-        n = leases.retry_failed(session, issue_id)
+        n = editorial.retry_failed(session, issue_id)
     console().print(f"期刊 {issue_id}：{n} 个失败的投递已重新排队")
 
 

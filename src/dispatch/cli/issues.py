@@ -1,4 +1,8 @@
-"""`dispatch issues`: ingest, list, show, tag, retag, finalize, reschedule, delete."""
+"""`dispatch issues`: ingest, list, show, tag, retag, finalize, reschedule, delete.
+
+Each change is logged by dispatch.editorial as made by the CLI on the server (no staff
+member); `show` ends with the issue's last changes, whoever made them.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +19,14 @@ from dispatch.statewords import ISSUE_WORDS
 
 if TYPE_CHECKING:
     from dispatch.db.models import Issue
+    from dispatch.issue_summary import Change
 
 app = typer.Typer(no_args_is_help=True, help="期刊：入库、核对、打标签、定稿、改期。")
 
 IssueId = Annotated[int, typer.Argument(metavar="ID", help="期刊编号（见 dispatch issues list）")]
 LOCAL_TIME = "YYYY-MM-DD HH:MM"
+# How many of an issue's last changes `show` lists (as `recipients show` does a reader's).
+SHOWN_CHANGES = 5
 
 
 def _show_tree(issue: Issue) -> None:
@@ -165,20 +172,43 @@ def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     out.print(t)
 
 
+def _show_changes(changes: list[Change]) -> None:
+    """The last changes, newest first: when, who (a staff member in the staff web, or
+    服务器命令行), what."""
+    from dispatch import clock
+
+    if not changes:
+        return
+    out = console()
+    out.print("最近的修改")
+    for c in changes:
+        out.print(f"  {clock.show(c.at)}  {c.who}  {c.words}", soft_wrap=True, markup=False)
+
+
+def _change_json(c: Change) -> dict[str, Any]:
+    from dispatch import clock
+
+    return {"at": clock.show(c.at), "staff_id": c.staff_id,
+            "staff_name": c.who if c.staff_id is not None else None, "field": c.field,
+            "article_id": c.article_id, "old": c.old, "new": c.new}
+
+
 @app.command("show")
 def show(ctx: typer.Context, issue_id: IssueId, as_json: JsonFlag = False) -> None:
-    """显示一期的栏目、文章和标签（自动的，或编辑指定的）。"""
-    from dispatch import editorial
+    """显示一期的栏目、文章和标签（自动的，或编辑指定的），以及最近的修改记录。"""
+    from dispatch import editorial, issue_summary
     from dispatch.db.session import transaction
 
     runtime = runtime_of(ctx)
     with transaction(runtime.sessions) as session:
         issue = editorial.get_issue(session, issue_id)
         data = editorial.issue_json(issue)
+        changes = issue_summary.changes(session, issue_id, SHOWN_CHANGES)
     if as_json:
-        print_json(data)
+        print_json({**data, "changes": [_change_json(c) for c in changes]})
     else:
         _show_tree(issue)
+        _show_changes(changes)
 
 
 @app.command("tag")
@@ -205,10 +235,8 @@ def tag(
     codes = editorial.parse_tag_codes(set_) if set_ is not None else None
     with transaction(runtime.sessions) as session:
         article = editorial.set_tags(session, article_id, codes)
-        view = editorial.tag_view(article)
-        title = article.title
-    how = "编辑指定" if view.overridden else "自动"
-    console().print(f"文章 {article_id} {escape(title)}：{view.words}（{how}）")
+        title, words = article.title, editorial.tag_words(article)
+    console().print(f"文章 {article_id} {escape(title)}：{words}")
 
 
 @app.command("retag")
@@ -221,7 +249,8 @@ def retag(ctx: typer.Context, issue_id: IssueId) -> None:
     with transaction(runtime.sessions) as session:
         issue = editorial.get_issue(session, issue_id)
         changed = editorial.retag(session, issue, runtime.rules)
-    show(ctx, issue_id)
+    with transaction(runtime.sessions) as session:
+        _show_tree(editorial.get_issue(session, issue_id))
     console().print(f"重新打标签：{editorial.retag_words(changed)}")
 
 

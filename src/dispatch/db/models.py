@@ -482,9 +482,11 @@ class StaffChange(Base):
 
 
 class IssueChange(Base):
-    """One change staff made to an issue in the staff web: who, when, what (`field`:
-    "ingested", "tags" (with the article), "finalized", "publish_at", "retried",
-    "test_copy", "deleted"), and the value before and after in words staff read."""
+    """One change staff made to an issue, in the staff web or with the CLI (no staff
+    member): who, when, what (`field`, one of editorial.CHANGE_FIELDS: "ingested", "tags"
+    (with the article), "retagged" (each changed article, then the whole), "finalized",
+    "publish_at", "retried", "test_copy", "deleted"), and the value before and after in
+    words staff read."""
 
     __tablename__ = "issue_changes"
     __table_args__ = (Index("ix_issue_changes_issue", "issue_id", "at"),)

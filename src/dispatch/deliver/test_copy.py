@@ -1,7 +1,8 @@
 """One test copy of an issue, by email, to an address staff give: rendered as a reader
 would get it (dispatch.preview: whom), carrying the preview token (no delivery, nothing
 recorded), sent through the configured SMTP server. `dispatch send --to` and the staff
-web both call `send_test_copy`.
+web both call `send_test_copy`, which keeps each copy that went out in the issue's change
+log (editorial.log_change: to whom, as whom, by whom).
 
 A refusal of the input (an address that is not one, a reader or an issue that does not
 exist, an [smtp] the channel refuses) raises Refused before anything is sent; what the
@@ -15,6 +16,7 @@ import asyncio
 from dataclasses import dataclass
 
 from dispatch import editorial
+from dispatch.db.session import transaction
 from dispatch.deliver.channel import Outcome, Outgoing
 from dispatch.deliver.report import reason_words
 from dispatch.deliver.smtp import SmtpChannel
@@ -47,9 +49,13 @@ class CopyResult:
         return f"测试稿没有发到 {self.address}（{kind}）：{self.reason}"
 
 
-def send_test_copy(runtime: Runtime, issue_id: int, to: str, reader_key: str | None) -> CopyResult:
+def send_test_copy(
+    runtime: Runtime, issue_id: int, to: str, reader_key: str | None, *, by: int | None = None
+) -> CopyResult:
     """Send the issue to `to` as the reader `reader_key` names (None: dispatch.preview's
-    default reader). Runs its own event loop: call it from a thread, never from a loop."""
+    default reader); a copy that went out is logged as "test_copy" (`by`: the staff
+    member, None for the CLI). Runs its own event loop: call it from a thread, never from
+    a loop."""
     try:
         address = normalize_email(to.strip())
     except ValueError as exc:
@@ -74,5 +80,9 @@ def send_test_copy(runtime: Runtime, issue_id: int, to: str, reader_key: str | N
 
     [outcome] = asyncio.run(go())
     if outcome.kind == "sent":
+        # In a transaction of its own: the mail server was talked to outside any.
+        with transaction(runtime.sessions) as session:
+            editorial.log_change(session, issue_id, "test_copy", by=by,
+                                 new=f"{address}（按 {chosen.view.name} 的视角）")
         return CopyResult(address, chosen, True, outcome.kind)
     return CopyResult(address, chosen, False, outcome.kind, reason_words(outcome.detail))

@@ -30,7 +30,6 @@ from starlette.routing import Route
 from dispatch import editorial
 from dispatch.clock import utcnow
 from dispatch.db.models import Issue, IssueChange, Reader
-from dispatch.db.session import transaction
 from dispatch.deliver.test_copy import BadAddress, send_test_copy
 from dispatch.deliver.wecom import check_links
 from dispatch.errors import Refused
@@ -177,16 +176,13 @@ class PreviewPages:
                                       error=f"没有编号为 {reader_id} 的读者：请重新选择读者。")
         key = f"id:{reader_id}" if reader_id else None
         try:
-            result = send_test_copy(self.runtime, issue_id, to, key)
+            result = send_test_copy(self.runtime, issue_id, to, key, by=who.id)
         except BadAddress as exc:
             return self._page(who, issue_id, reader_id, "", 400, error=f"收件邮箱：{exc}", to=to)
         except Refused as exc:
             return self._page(who, issue_id, reader_id, "", 400, error=str(exc), to=to)
         if not result.sent:
             return self._page(who, issue_id, reader_id, "", 502, error=result.words, to=to)
-        with transaction(self.runtime.sessions) as session:
-            editorial.log_change(session, issue_id, "test_copy", by=who.id,
-                                 new=f"{result.address}（按 {result.reader.view.name} 的视角）")
         log.info("staff %d sent a test copy of issue %d", who.id, issue_id)
         return self.desk.redirect(
             f"/admin/issues/{issue_id}/preview?reader={reader_id}&done=test_copy")

@@ -17,8 +17,9 @@
     /admin/issues/{id}/preview…                 preview and test copy (web.admin_issue_preview)
     GET  /admin/issues/{id}/audience            who would get what (web.admin_issue_audience)
 
-The work is dispatch.editorial's (and lifecycle's, deliver.leases'); every change is kept
-with who and when by editorial.log_change, in the same transaction. Editors may do all.
+The work is dispatch.editorial's (and lifecycle's, deliver.leases'); each of its
+operations keeps its change with who and when (`by=who.id`) in the same transaction, as
+the CLI's do. Editors may do all.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from starlette.routing import Route
 from dispatch import clock, editorial, issue_summary
 from dispatch.db.models import Article, Issue
 from dispatch.db.session import transaction
-from dispatch.deliver import leases, report
+from dispatch.deliver import report
 from dispatch.deliver.channel import configured
 from dispatch.errors import Refused
 from dispatch.industries import TAG_CODES, describe
@@ -76,11 +77,6 @@ def uploaded_name(filename: str) -> str:
         stem, dot, ext = name.rpartition(".")
         name = (stem[: UPLOADED_NAME_CHARS - len(ext) - 1] + dot + ext) if dot else name[:UPLOADED_NAME_CHARS]
     return name or "上传的文件"
-
-
-def _tag_words(article: Article) -> str:
-    view = editorial.tag_view(article)
-    return f"{view.words}（{'编辑指定' if view.overridden else '自动'}）"
 
 
 class IssuePages:
@@ -128,9 +124,8 @@ class IssuePages:
                 "file": name, "line": None, "reason": f"{rules}期刊没有入库。请管理员改正。"})
         try:
             with transaction(self.runtime.sessions) as session:
-                issue = editorial.store_issue(session, parsed, name, rules, again=again)
-                editorial.log_change(session, issue.id, "ingested", by=who.id, new=name)
-                issue_id = issue.id
+                issue_id = editorial.store_issue(session, parsed, name, rules, again=again,
+                                                 by=who.id).id
         except editorial.SameContent as same:
             return self._new(who, 409, again=True, same={"file": name, "issues": same.issues})
         log.info("staff %d ingested issue %d (%s)", who.id, issue_id, parsed.source_format)
@@ -262,12 +257,7 @@ class IssuePages:
                 article = session.get(Article, article_id)
                 if article is None or article.section.issue_id != issue_id:
                     return self.desk.refused(404, f"期刊 {issue_id} 里没有文章 {article_id}。", who)
-                before = _tag_words(article)
-                editorial.set_tags(session, article_id, codes)
-                after = _tag_words(article)
-                if after != before:
-                    editorial.log_change(session, issue_id, "tags", by=who.id, old=before,
-                                         new=after, article_id=article_id)
+                editorial.set_tags(session, article_id, codes, by=who.id)
         except Refused as exc:
             return self._issue(who, issue_id, 400, article_error=(article_id, refusal_words(exc)))
         return self.desk.redirect(f"/admin/issues/{issue_id}?done=tags#a{article_id}")
@@ -289,13 +279,7 @@ class IssuePages:
         try:
             with transaction(self.runtime.sessions) as session:
                 issue = editorial.get_issue(session, issue_id)
-                changed = editorial.retag(session, issue, rules)
-                for c in changed:  # each article's, then the whole (the log is newest first)
-                    old, new = c.words
-                    editorial.log_change(session, issue_id, "retagged", by=who.id, old=old,
-                                         new=new, article_id=c.article_id)
-                editorial.log_change(session, issue_id, "retagged", by=who.id,
-                                     new=editorial.retag_words(changed))
+                changed = editorial.retag(session, issue, rules, by=who.id)
         except Refused as exc:
             return self._issue(who, issue_id, 409, error=refusal_words(exc))
         log.info("staff %d retagged issue %d: %d articles changed", who.id, issue_id, len(changed))
@@ -311,9 +295,7 @@ class IssuePages:
             return self._issue(who, issue_id, 400, error=when, publish_at=text)
         try:
             with transaction(self.runtime.sessions) as session:
-                issue = editorial.finalize(session, issue_id, when)
-                editorial.log_change(session, issue_id, "finalized", by=who.id,
-                                     old=ISSUE_WORDS["draft"], new=clock.cn_time(issue.publish_at))
+                editorial.finalize(session, issue_id, when, by=who.id)
         except Refused as exc:
             return self._issue(who, issue_id, 400, error=refusal_words(exc), publish_at=text)
         return self.desk.redirect(f"/admin/issues/{issue_id}?done=finalized")
@@ -329,12 +311,7 @@ class IssuePages:
                 issue = editorial.get_issue(session, issue_id)
                 if issue.status != "finalized" or issue.fanned_out_at is not None:
                     raise Refused(self._not_movable(issue))
-                before = clock.cn_time(issue.publish_at)
-                issue = editorial.reschedule(session, issue_id, when)
-                after = clock.cn_time(issue.publish_at)
-                if after != before:
-                    editorial.log_change(session, issue_id, "publish_at", by=who.id,
-                                         old=before, new=after)
+                editorial.reschedule(session, issue_id, when, by=who.id)
         except Refused as exc:
             return self._issue(who, issue_id, 400, error=refusal_words(exc), publish_at=text)
         return self.desk.redirect(f"/admin/issues/{issue_id}?done=publish_at")
@@ -373,11 +350,7 @@ class IssuePages:
         issue_id = int(request.path_params["issue_id"])
         try:
             with transaction(self.runtime.sessions) as session:
-                title = editorial.get_issue(session, issue_id).title
-                # Kept after the issue is gone (issue_id becomes NULL): who deleted what.
-                editorial.log_change(session, issue_id, "deleted", by=who.id,
-                                     old=f"期刊 {issue_id}《{title}》")
-                editorial.delete_draft(session, issue_id)
+                editorial.delete_draft(session, issue_id, by=who.id)
         except Refused as exc:
             return self._issue(who, issue_id, 409, error=refusal_words(exc))
         log.info("staff %d deleted draft issue %d", who.id, issue_id)
@@ -389,10 +362,7 @@ class IssuePages:
         issue_id = int(request.path_params["issue_id"])
         try:
             with transaction(self.runtime.sessions) as session:
-                editorial.get_issue(session, issue_id)
-                n = leases.retry_failed(session, issue_id)
-                if n:
-                    editorial.log_change(session, issue_id, "retried", by=who.id, new=f"{n} 个")
+                n = editorial.retry_failed(session, issue_id, by=who.id)
         except Refused as exc:
             return self._issue(who, issue_id, 409, error=refusal_words(exc))
         return self.desk.redirect(f"/admin/issues/{issue_id}?done=retried&n={n}")
