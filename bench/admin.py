@@ -217,8 +217,11 @@ def sign_in(base_url: str, name: str, password: str) -> str:
             raise SystemExit(f"GET /admin/login: {r.status}, no form token")
         form = urlencode({"name": name, "password": password, "csrf": html.unescape(found.group(1)),
                           "next": "/admin"})
+        # The sign-in page's own cookie: the form's token is bound to it.
+        login_cookie = (r.headers.get("Set-Cookie") or "").split(";")[0]
         conn.request("POST", "/admin/login", form, headers={
-            "User-Agent": BROWSER, "Content-Type": "application/x-www-form-urlencoded"})
+            "User-Agent": BROWSER, "Content-Type": "application/x-www-form-urlencoded",
+            "Cookie": login_cookie})
         r = conn.getresponse()
         r.read()
         jar = SimpleCookie()

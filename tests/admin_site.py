@@ -50,6 +50,7 @@ class Site:
     clock: Clock
     routes: list[Route] = field(default_factory=list)
     login_token: str = ""
+    login_cookie: str = ""  # the sign-in page's own cookie, which the token is bound to
 
     def get(self, path: str, cookie: str = "", **headers: str) -> Answer:
         if cookie:
@@ -82,10 +83,13 @@ class Site:
 
     def login(self, name: str, password: str = PASSWORD, address: str = "") -> Answer:
         if not self.login_token:  # one form's token serves many tries, as in a browser
-            self.login_token = form_token(self.get("/admin/login").text)
+            page = self.get("/admin/login")
+            self.login_token = form_token(page.text)
+            self.login_cookie = page.headers["set-cookie"].split(";")[0]
         extra = {"X-Forwarded-For": address} if address else {}
         return self.post("/admin/login", {"csrf": self.login_token, "name": name,
-                                          "password": password, "next": "/admin"}, **extra)
+                                          "password": password, "next": "/admin"},
+                         Cookie=self.login_cookie, **extra)
 
     def signed_in(self, name: str) -> str:
         """The session cookie's value of `name` signed in."""

@@ -145,5 +145,18 @@ def test_post_without_a_form_token_changes_nothing(site: Site) -> None:
     assert cross.status == 403
     assert site.staff("zhang").session_epoch == epoch
     assert site.get("/admin", cookie).status == 200
-    # The sign-in form wants its own token too.
+    # The sign-in form wants its own token too, bound to its page's own cookie: a token
+    # another browser was given (another site's hidden form signing someone in as the
+    # attacker) is refused, and so is the right one without its cookie.
     assert site.post("/admin/login", {"name": "zhang", "password": PASSWORD}).status == 403
+    mine, theirs = site.get("/admin/login"), site.get("/admin/login")
+    my_cookie = mine.headers["set-cookie"].split(";")[0]
+    assert my_cookie.startswith("dispatch_login=") and my_cookie != theirs.headers["set-cookie"].split(";")[0]
+    for attr in ("HttpOnly", "SameSite=strict", "Path=/admin/login"):
+        assert attr.lower() in mine.headers["set-cookie"].lower()
+    fields = {"name": "zhang", "password": PASSWORD, "next": "/admin"}
+    assert site.post("/admin/login", {**fields, "csrf": form_token(theirs.text)},
+                     Cookie=my_cookie).status == 403
+    assert site.post("/admin/login", {**fields, "csrf": form_token(mine.text)}).status == 403
+    assert site.post("/admin/login", {**fields, "csrf": form_token(mine.text)},
+                     Cookie=my_cookie).status == 303

@@ -8,11 +8,13 @@ for the cookie's value itself, so it is good only within that session.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 from dispatch.track import signing
 
 COOKIE = "dispatch_staff"
+LOGIN_COOKIE = "dispatch_login"  # the sign-in page's: what its form token is bound to
 MAX_AGE = 8 * 3600
 SESSION_PURPOSE = "staff-session"
 CSRF_PURPOSE = "staff-csrf"
@@ -52,10 +54,22 @@ def form_token_ok(key: bytes, cookie: str, token: str, now: float) -> bool:
     return signing.verify(key, CSRF_PURPOSE, cookie, token, max_age=MAX_AGE, now=now)
 
 
-def login_token(key: bytes, now: float) -> str:
-    """The sign-in form's token: no session yet, so signed for the form alone."""
-    return signing.sign(key, LOGIN_PURPOSE, "login", now)
+def new_login_nonce() -> str:
+    """The sign-in page's own cookie value (LOGIN_COOKIE): a random word the browser keeps,
+    which the form's token is signed for, as a session's forms are for its cookie."""
+    return secrets.token_urlsafe(18)
 
 
-def login_token_ok(key: bytes, token: str, now: float) -> bool:
-    return signing.verify(key, LOGIN_PURPOSE, "login", token, max_age=MAX_AGE, now=now)
+def login_nonce_ok(value: str) -> bool:
+    return 16 <= len(value) <= 64 and all(c.isalnum() or c in "-_" for c in value)
+
+
+def login_token(key: bytes, nonce: str, now: float) -> str:
+    """The sign-in form's token: no session yet, so signed for the page's own cookie; a
+    page of another browser (another site's hidden form) carries a token for another one."""
+    return signing.sign(key, LOGIN_PURPOSE, nonce, now)
+
+
+def login_token_ok(key: bytes, nonce: str, token: str, now: float) -> bool:
+    return login_nonce_ok(nonce) and signing.verify(key, LOGIN_PURPOSE, nonce, token,
+                                                    max_age=MAX_AGE, now=now)

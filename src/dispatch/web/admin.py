@@ -49,18 +49,29 @@ class Admin:
         self.runtime = desk.runtime
 
     def login_page(self, request: Request) -> Response:
-        return self._login(_safe_next(request.query_params.get("next")), "", "")
+        return self._login(request, _safe_next(request.query_params.get("next")), "", "")
 
-    def _login(self, next_: str, name: str, message: str, status: int = 200) -> Response:
-        token = sessions.login_token(self.runtime.signing_key, self.desk.clock())
+    def _login(self, request: Request, next_: str, name: str, message: str,
+               status: int = 200) -> Response:
+        nonce = request.cookies.get(sessions.LOGIN_COOKIE, "")
+        fresh = not sessions.login_nonce_ok(nonce)
+        if fresh:
+            nonce = sessions.new_login_nonce()
+        token = sessions.login_token(self.runtime.signing_key, nonce, self.desk.clock())
         body = self.desk.env.get_template("admin_login.html.j2").render(
             next=next_, name=name, message=message, csrf=token, who=None)
-        return HTMLResponse(body, status_code=status, headers=self.desk.headers)
+        response = HTMLResponse(body, status_code=status, headers=self.desk.headers)
+        if fresh:
+            response.set_cookie(sessions.LOGIN_COOKIE, nonce, max_age=sessions.MAX_AGE,
+                                path="/admin/login", httponly=True, samesite="strict",
+                                secure=self.desk.secure)
+        return response
 
     async def login(self, request: Request) -> Response:
         form = await self._login_form(request)
+        nonce = request.cookies.get(sessions.LOGIN_COOKIE, "")
         if form is None or not sessions.login_token_ok(
-            self.runtime.signing_key, form.get("csrf"), self.desk.clock()
+            self.runtime.signing_key, nonce, form.get("csrf"), self.desk.clock()
         ):
             return self.desk.refused(403, "请求无效：请回到登录页重新登录。")
         address = request.client.host if request.client else ""
@@ -72,9 +83,10 @@ class Admin:
             staff = outcome.staff
             signed = (staff.id, staff.session_epoch) if staff else None
         if outcome.wait_minutes:
-            return self._login(next_, name, f"登录失败次数过多，请 {outcome.wait_minutes} 分钟后再试。", 429)
+            return self._login(request, next_, name,
+                               f"登录失败次数过多，请 {outcome.wait_minutes} 分钟后再试。", 429)
         if signed is None:
-            return self._login(next_, name, "账号或密码不对。", 200)
+            return self._login(request, next_, name, "账号或密码不对。", 200)
         log.info("staff %d signed in", signed[0])
         response = RedirectResponse(next_, status_code=303, headers=self.desk.headers)
         self.desk.set_cookie(response, sessions.issue(self.runtime.signing_key, *signed, now),
