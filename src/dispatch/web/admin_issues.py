@@ -25,6 +25,7 @@ the CLI's do. Editors may do all.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, time, timedelta
 from pathlib import PurePosixPath
 from typing import Any
@@ -288,19 +289,24 @@ class IssuePages:
     # -- publication ---------------------------------------------------------------------
 
     def finalize(self, request: Request, who: Signed, posted: Posted) -> Response:
-        issue_id = int(request.path_params["issue_id"])
-        text = posted.get("publish_at")
-        when = self._publish_time(text)
-        if isinstance(when, str):
-            return self._issue(who, issue_id, 400, error=when, publish_at=text)
-        try:
-            with transaction(self.runtime.sessions) as session:
-                editorial.finalize(session, issue_id, when, by=who.id)
-        except Refused as exc:
-            return self._issue(who, issue_id, 400, error=refusal_words(exc), publish_at=text)
-        return self.desk.redirect(f"/admin/issues/{issue_id}?done=finalized")
+        def apply(session: Session, issue_id: int, when: datetime) -> None:
+            editorial.finalize(session, issue_id, when, by=who.id)
+
+        return self._publication(request, who, posted, apply, "finalized")
 
     def reschedule(self, request: Request, who: Signed, posted: Posted) -> Response:
+        def apply(session: Session, issue_id: int, when: datetime) -> None:
+            issue = editorial.get_issue(session, issue_id)
+            if issue.status != "finalized" or issue.fanned_out_at is not None:
+                raise Refused(self._not_movable(issue))
+            editorial.reschedule(session, issue_id, when, by=who.id)
+
+        return self._publication(request, who, posted, apply, "publish_at")
+
+    def _publication(self, request: Request, who: Signed, posted: Posted,
+                     apply: Callable[[Session, int, datetime], None], done: str) -> Response:
+        """A publication time from the form, set by `apply` in one transaction; a bad or
+        refused time: the issue's page again, the time as typed, nothing changed."""
         issue_id = int(request.path_params["issue_id"])
         text = posted.get("publish_at")
         when = self._publish_time(text)
@@ -308,13 +314,10 @@ class IssuePages:
             return self._issue(who, issue_id, 400, error=when, publish_at=text)
         try:
             with transaction(self.runtime.sessions) as session:
-                issue = editorial.get_issue(session, issue_id)
-                if issue.status != "finalized" or issue.fanned_out_at is not None:
-                    raise Refused(self._not_movable(issue))
-                editorial.reschedule(session, issue_id, when, by=who.id)
+                apply(session, issue_id, when)
         except Refused as exc:
             return self._issue(who, issue_id, 400, error=refusal_words(exc), publish_at=text)
-        return self.desk.redirect(f"/admin/issues/{issue_id}?done=publish_at")
+        return self.desk.redirect(f"/admin/issues/{issue_id}?done={done}")
 
     @staticmethod
     def _not_movable(issue: Issue) -> str:
