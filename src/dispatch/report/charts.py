@@ -36,7 +36,7 @@ from dispatch.report.issue_sheet import percent
 SERIES_TONES = ("link", "accent", "ok", "muted")
 EMPTY = "暂无数据"
 WIDTH = 720
-FONT = 12  # px: the labels' size
+FONT = 15  # px: the labels' size (ticks and values one smaller: 14, the pages' least)
 _HEX = re.compile(r"#[0-9a-fA-F]{3,8}")
 # What XML 1.0 cannot hold (C0 controls but tab and line breaks, surrogates, FFFE/FFFF).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
