@@ -307,7 +307,15 @@ def new_database(kind: str, workdir: Path, tag: str) -> Setup:
     return Setup(f"postgresql://postgres@127.0.0.1:5432/{dbname}", "postgresql", dbname, workdir)
 
 
-def write_config(path: Path, db_url: str, sink_port: int, args: argparse.Namespace) -> None:
+def write_config(path: Path, db_url: str, sink_port: int, args: argparse.Namespace, *,
+                 smtp: str | None = None, idle_seconds: float | None = None,
+                 extra: str = "") -> None:
+    """The bench's instance: the database, SMTP to `sink_port` (`smtp`: its tuning lines,
+    by default this bench's concurrency and no rate limit), the checkout's rules and
+    templates, and `extra` sections (bench/wecom.py's [wecom])."""
+    if smtp is None:
+        smtp = f"concurrency = {args.concurrency}\nrate_per_minute = 0\ntimeout_seconds = 30.0\n"
+    idle = args.idle_seconds if idle_seconds is None else idle_seconds
     path.write_text(f"""\
 [database]
 url = "{db_url}"
@@ -318,14 +326,12 @@ port = {sink_port}
 security = "none"
 from = "许昌竞争情报快递 <bulletin@localhost>"
 reply_domain = "localhost"
-concurrency = {args.concurrency}
-rate_per_minute = 0
-timeout_seconds = 30.0
-
+{smtp}
+{extra}
 [delivery]
 batch_size = {args.batch_size}
 lease_seconds = 120.0
-idle_seconds = {args.idle_seconds}
+idle_seconds = {idle}
 
 [tagging]
 rules = "{REPO / 'rules/industries.toml'}"

@@ -208,17 +208,9 @@ def side_of(sim: Sim, mark: Mark, userids: set[str], who: str) -> Side:
 
 
 def write_config(path: Path, db_url: str, sim_url: str, args: argparse.Namespace) -> None:
-    path.write_text(f"""\
-[database]
-url = "{db_url}"
-
-[smtp]
-host = "127.0.0.1"
-port = 9
-security = "none"
-from = "许昌竞争情报快递 <bulletin@localhost>"
-reply_domain = "localhost"
-
+    """bench/deliver.py's instance, with SMTP to the discard port (no email reader here)
+    and WeChat Work to the stand-in, unpaced."""
+    bd.write_config(path, db_url, 9, args, smtp="", idle_seconds=0.2, extra=f"""\
 [wecom]
 enabled = true
 corp_id = "{CORP_ID}"
@@ -228,19 +220,7 @@ message_type = "{args.message_type}"
 rate_per_minute = 0
 quiet_minutes = []
 timeout_seconds = 30.0
-
-[delivery]
-batch_size = {args.batch_size}
-lease_seconds = 120.0
-idle_seconds = 0.2
-
-[tagging]
-rules = "{REPO / 'rules/industries.toml'}"
-
-[paths]
-templates = "{REPO / 'templates'}"
-recipients = "{REPO / 'recipients'}"
-""", encoding="utf-8")
+""")
 
 
 def userid(reader_id: int) -> str:
