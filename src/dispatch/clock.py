@@ -17,6 +17,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def as_utc(seconds: float) -> datetime:
+    """Unix seconds (an injected clock's) as naive UTC, as the tables store times."""
+    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+
+
 def parse_local(text: str) -> datetime:
     """'YYYY-MM-DD HH:MM' in Asia/Shanghai → naive UTC. Raises ValueError."""
     local = datetime.strptime(text.strip(), LOCAL_FORMAT).replace(tzinfo=LOCAL_TZ)

@@ -24,7 +24,7 @@ from dispatch import clock, lifecycle
 from dispatch.content_hash import SectionContent, issue_content_hash
 from dispatch.db.models import Article, ArticleTag, Issue, IssueChange, Section
 from dispatch.deliver import leases
-from dispatch.errors import Refused
+from dispatch.errors import Hinted, Refused
 from dispatch.industries import GENERAL, TAG_CODES, describe, name_of
 from dispatch.ingest.document import ParsedIssue
 from dispatch.masthead import BULLETIN
@@ -133,15 +133,6 @@ def get_issue(session: Session, issue_id: int) -> Issue:
 
 def list_issues(session: Session) -> list[Issue]:
     return list(session.scalars(select(Issue).order_by(Issue.id.desc())))
-
-
-class Hinted(Refused):
-    """A refusal whose message ends in what to do at the command line; `reason` is what
-    was refused without it (the staff web shows that, beside its own buttons)."""
-
-    def __init__(self, reason: str, hint: str):
-        self.reason = reason
-        super().__init__(f"{reason}{hint}")
 
 
 def frozen_reason(issue: Issue, action: str) -> str | None:
@@ -309,6 +300,7 @@ def delete_draft(session: Session, issue_id: int, *, by: int | None = None) -> N
     issue = get_issue(session, issue_id)
     _editable(issue, "删除")
     log_change(session, issue.id, "deleted", by=by, old=f"期刊 {issue.id}《{issue.title}》")
+    session.flush()  # the record first: the DELETE then sets its issue_id NULL
     session.execute(delete(Issue).where(Issue.id == issue.id))
 
 
@@ -341,8 +333,7 @@ def log_change(
         raise ValueError(f"unknown issue change {field!r}")
     change = IssueChange(issue_id=issue_id, article_id=article_id, staff_id=by,
                          at=clock.utcnow(), field=field, old=old, new=new)
-    session.add(change)
-    session.flush()
+    session.add(change)  # flushed with the rest: a retag's rows go in one batch
     return change
 
 

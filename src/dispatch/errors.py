@@ -44,3 +44,12 @@ _OS_REASONS = {
 def os_reason(exc: OSError) -> str:
     """The reason of an OSError in Chinese; its number when it is a rare one."""
     return _OS_REASONS.get(exc.errno or 0, f"系统错误，错误号 {exc.errno}")
+
+
+class Hinted(Refused):
+    """A refusal whose message ends in what to do at the command line; `reason` is what
+    was refused without it (the staff web shows that, beside its own buttons)."""
+
+    def __init__(self, reason: str, hint: str):
+        self.reason = reason
+        super().__init__(f"{reason}{hint}")

@@ -45,7 +45,6 @@ BY_NAME: dict[str, Industry] = {i.name: i for i in INDUSTRIES}
 TAG_CODES: tuple[str, ...] = (*CODES, GENERAL)
 
 
-
 def by_tier() -> list[tuple[str, tuple[Industry, ...]]]:
     """The twelve grouped 6 + 3 + 3, in the city's order: for checkboxes and charts."""
     tiers: dict[str, list[Industry]] = {}

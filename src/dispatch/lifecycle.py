@@ -48,7 +48,7 @@ from sqlalchemy.orm import Session
 from dispatch.clock import show, utcnow
 from dispatch.db.models import Delivery, Issue
 from dispatch.db.session import is_postgres, rowcount
-from dispatch.errors import Refused
+from dispatch.errors import Hinted, Refused
 from dispatch.statewords import ISSUE_WORDS
 
 log = logging.getLogger(__name__)
@@ -118,13 +118,13 @@ def reschedule(session: Session, issue_id: int, publish_at: datetime) -> None:
     if issue is None:
         raise not_found(issue_id)
     if issue.status == "draft":
-        raise Refused(
-            f"期刊 {issue_id} 还是草稿，没有发布时间可改：定稿时设定："
-            f'dispatch issues finalize {issue_id} --publish-at "YYYY-MM-DD HH:MM"'
+        raise Hinted(
+            f"期刊 {issue_id} 还是草稿，没有发布时间可改",
+            f'：定稿时设定：dispatch issues finalize {issue_id} --publish-at "YYYY-MM-DD HH:MM"',
         )
-    raise Refused(
-        f"期刊 {issue_id} {ISSUE_WORDS[issue.status]}，已开始发送，发布时间不能再改"
-        f"（进度见 dispatch status {issue_id}）"
+    raise Hinted(
+        f"期刊 {issue_id} {ISSUE_WORDS[issue.status]}，已开始发送，发布时间不能再改",
+        f"（进度见 dispatch status {issue_id}）",
     )
 
 

@@ -205,14 +205,15 @@ def _audience_where(published: datetime | None) -> ColumnElement[bool]:
 def audience(session: Session, published: datetime | None = None, *, offset: int = 0,
              limit: int | None = None) -> list[tuple[Reader, list[str]]]:
     """Whom planning an issue published at ``published`` (default: now) would reach, by
-    id, each with the channels it would plan for them; readers with their industries and
-    channels loaded. ``offset`` and ``limit`` page them (a page of the staff web's)."""
+    id, each with the channels it would plan for them; readers with their industries
+    loaded (the channels come from one query for the page, below). ``offset`` and
+    ``limit`` page them (a page of the staff web's)."""
     getting = receiving(published or utcnow())
     query = (
         select(Reader)
         .where(_audience_where(published))
         .order_by(Reader.id)
-        .options(selectinload(Reader.industry_rows), selectinload(Reader.channel_rows))
+        .options(selectinload(Reader.industry_rows))
         .offset(offset)
         .limit(limit)
     )

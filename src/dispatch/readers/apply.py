@@ -623,6 +623,16 @@ def import_lists(factory: sessionmaker[Session], paths: Sequence[Path], *,
                  dry_run: bool = False, names: Sequence[str] | None = None,
                  by: int | None = None) -> ImportReport:
     """Read, check and apply lists: every error is reported; anything wrong, nothing written."""
+    report, _ = apply_lists(factory, paths, dry_run=dry_run, names=names, by=by)
+    log_outcome(report, by)
+    return report
+
+
+def apply_lists(factory: sessionmaker[Session], paths: Sequence[Path], *,
+                dry_run: bool = False, names: Sequence[str] | None = None,
+                by: int | None = None) -> tuple[ImportReport, list[ReaderRecord]]:
+    """import_lists' work, unlogged: the report (errors sorted) and the records read (the
+    staff web keeps them between its check and the confirm)."""
     report, records = read_lists(paths, names=names, dry_run=dry_run)
     if not report.errors:
         with transaction(factory) as session:
@@ -630,8 +640,7 @@ def import_lists(factory: sessionmaker[Session], paths: Sequence[Path], *,
             if report.errors or dry_run:
                 session.rollback()
     sort_errors(report)
-    log_outcome(report, by)
-    return report
+    return report, records
 
 
 def log_outcome(report: ImportReport, by: int | None = None) -> None:

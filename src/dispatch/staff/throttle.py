@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from dispatch.clock import as_utc
 from dispatch.db.models import LoginFailure, Staff
 from dispatch.staff import passwords
 
@@ -29,11 +30,6 @@ ADDRESS_LIMIT = 20
 class Outcome:
     staff: Staff | None = None  # signed in
     wait_minutes: int = 0  # > 0: throttled, try again after this many minutes
-
-
-def as_utc(now: float) -> datetime:
-    """Unix seconds (the injected clock) as a naive UTC time, as the tables store it."""
-    return datetime.fromtimestamp(now, UTC).replace(tzinfo=None)
 
 
 def _wait(times: list[datetime], limit: int, now: datetime) -> timedelta | None:

@@ -31,7 +31,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from dispatch import clock, editorial
-from dispatch.db.models import FEEDBACK_CHANNELS, Feedback, Issue
+from dispatch.db.models import FEEDBACK_CHANNELS, Article, Feedback, Issue, Section
 from dispatch.db.session import transaction
 from dispatch.errors import Refused
 from dispatch.feedback.message_view import view as message_view
@@ -39,8 +39,7 @@ from dispatch.report import feedback_list
 from dispatch.report.feedback_list import Filters
 from dispatch.report.sheets import csv_bytes, xlsx_bytes
 from dispatch.report.words import KIND_WORDS, channel_word, parse_kinds
-from dispatch.staff.throttle import as_utc
-from dispatch.web.desk import DOWNLOAD_TYPES, Desk, Posted, Signed
+from dispatch.web.desk import DOWNLOAD_TYPES, Desk, Posted, Signed, attachment
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +147,11 @@ def routes(desk: Desk) -> list[Route]:
             filters = query.filters
             if filters.issue_id is not None:
                 if filters.issue_id in titles:
-                    issue = editorial.get_issue(session, filters.issue_id)
-                    articles = [{"id": a.id, "title": a.title} for a in issue.articles]
+                    # Titles only, in the issue's order: not the articles' text and tags.
+                    articles = [{"id": i, "title": t} for i, t in session.execute(
+                        select(Article.id, Article.title).join(Section)
+                        .where(Section.issue_id == filters.issue_id)
+                        .order_by(Section.position, Article.position))]
                 else:
                     query.errors.append(f"期刊 {filters.issue_id} 不存在。")
             if query.errors:  # nothing shown that the staff member did not ask for
@@ -188,7 +190,7 @@ def routes(desk: Desk) -> list[Route]:
         block = feedback_list.block(items)
         data = (csv_bytes([block]) if kind == "csv"
                 else xlsx_bytes("反馈", block, feedback_list.WIDTHS))
-        day = clock.to_local(as_utc(desk.clock())).date()
+        day = clock.to_local(desk.now()).date()
         filtered = any(v for k, v in query.values.items() if k != "page")
         name = f"读者反馈{'（筛选）' if filtered else ''}-{day:%Y%m%d}.{kind}"
         log.info("staff %d exported %d feedback rows", who.id, len(items))
@@ -218,7 +220,7 @@ def routes(desk: Desk) -> list[Route]:
             return desk.refused(404, f"反馈 {feedback_id} 没有原始消息。", who)
         shown = message_view(row.raw, row.channel)
         name = f"feedback-{feedback_id}{shown.suffix}"
-        headers = {**desk.headers, "Content-Disposition": f'attachment; filename="{name}"'}
+        headers = {**desk.headers, "Content-Disposition": attachment(name, name)}
         return Response(row.raw, media_type=shown.media_type, headers=headers)
 
     def mark(request: Request, who: Signed, posted: Posted) -> Response:
@@ -232,7 +234,7 @@ def routes(desk: Desk) -> list[Route]:
         try:
             with transaction(runtime.sessions) as session:
                 marked = feedback_list.mark_handled(session, ids, handled_by(who),
-                                                    as_utc(desk.clock()))
+                                                    desk.now())
         except Refused:
             return desk.refused(404, "勾选的反馈有的已不存在，请刷新页面后再试。", who)
         newly = sum(1 for m in marked if not m.already)

@@ -24,14 +24,9 @@ from dispatch.errors import Refused
 from dispatch.plan import dry_run
 from dispatch.readers import CHANNEL_ORDER, channel_words
 from dispatch.statewords import ISSUE_WORDS
-from dispatch.web.desk import Desk, Signed
+from dispatch.web.desk import Desk, Signed, page_number
 
 PAGE_SIZE = 50
-
-
-def _page_number(request: Request) -> int:
-    text = request.query_params.get("page", "1")
-    return int(text) if text.isdigit() and 0 < len(text) < 7 else 1
 
 
 def routes(desk: Desk) -> list[Route]:
@@ -39,7 +34,7 @@ def routes(desk: Desk) -> list[Route]:
 
     def audience(request: Request, who: Signed) -> Response:
         issue_id = int(request.path_params["issue_id"])
-        page = _page_number(request)
+        page = page_number(request)
 
         def page_of(session: Session) -> dry_run.Audience:
             return dry_run.audience(session, issue_id, on_time=True,

@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, time, timedelta
-from pathlib import PurePosixPath
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -40,7 +39,7 @@ from dispatch.db.models import Article, Issue
 from dispatch.db.session import transaction
 from dispatch.deliver import report
 from dispatch.deliver.channel import configured
-from dispatch.errors import Refused
+from dispatch.errors import Hinted, Refused
 from dispatch.industries import TAG_CODES, describe
 from dispatch.ingest import IngestError, parse_bytes
 from dispatch.limits import ISSUE_FILE_BYTES
@@ -48,13 +47,12 @@ from dispatch.readers import channel_words
 from dispatch.statewords import DELIVERY_WORDS, ISSUE_WORDS
 from dispatch.tagging.rules import Rules, RulesError, load_rules
 from dispatch.web import admin_issue_audience, admin_issue_preview
-from dispatch.web.desk import Desk, Posted, Signed
+from dispatch.web.desk import Desk, Posted, Signed, uploaded_name
 
 log = logging.getLogger(__name__)
 
 MORNING = time(8, 30)  # the bulletin's usual hour: the publication time offered
 LEAD_CHARS = 90  # of an article's first paragraph, under its title
-UPLOADED_NAME_CHARS = 200
 DONE = {  # ?done=… after a change (PRG): what the page then says
     "ingested": "已入库为草稿。核对各篇文章的产业标签，然后定稿。",
     "tags": "标签已保存。",
@@ -66,18 +64,7 @@ DONE = {  # ?done=… after a change (PRG): what the page then says
 
 def refusal_words(exc: Refused) -> str:
     """A domain refusal as the staff web says it: without the command-line hint."""
-    return exc.reason if isinstance(exc, editorial.Hinted) else str(exc)
-
-
-def uploaded_name(filename: str) -> str:
-    """The name of an uploaded file as stored and shown: its last part only (a browser may
-    send a whole Windows path), never empty, never long."""
-    name = PurePosixPath(filename.replace("\\", "/")).name.strip()
-    name = "".join(ch for ch in name if ch.isprintable())
-    if len(name) > UPLOADED_NAME_CHARS:
-        stem, dot, ext = name.rpartition(".")
-        name = (stem[: UPLOADED_NAME_CHARS - len(ext) - 1] + dot + ext) if dot else name[:UPLOADED_NAME_CHARS]
-    return name or "上传的文件"
+    return exc.reason if isinstance(exc, Hinted) else str(exc)
 
 
 class IssuePages:
@@ -296,9 +283,6 @@ class IssuePages:
 
     def reschedule(self, request: Request, who: Signed, posted: Posted) -> Response:
         def apply(session: Session, issue_id: int, when: datetime) -> None:
-            issue = editorial.get_issue(session, issue_id)
-            if issue.status != "finalized" or issue.fanned_out_at is not None:
-                raise Refused(self._not_movable(issue))
             editorial.reschedule(session, issue_id, when, by=who.id)
 
         return self._publication(request, who, posted, apply, "publish_at")
@@ -318,12 +302,6 @@ class IssuePages:
         except Refused as exc:
             return self._issue(who, issue_id, 400, error=refusal_words(exc), publish_at=text)
         return self.desk.redirect(f"/admin/issues/{issue_id}?done={done}")
-
-    @staticmethod
-    def _not_movable(issue: Issue) -> str:
-        if issue.status == "draft":
-            return f"期刊 {issue.id} 还是草稿：定稿时设定发布时间。"
-        return f"期刊 {issue.id} {ISSUE_WORDS[issue.status]}，已开始发送，发布时间不能再改。"
 
     @staticmethod
     def _publish_time(text: str) -> datetime | str:

@@ -31,7 +31,13 @@ from dispatch.db.session import transaction
 from dispatch.errors import Refused, os_reason
 from dispatch.limits import MB, READER_LIST_BYTES
 from dispatch.readers import COLUMNS, ImportReport, ReaderRecord
-from dispatch.readers.apply import import_records, log_outcome, read_lists, sort_errors
+from dispatch.readers.apply import (
+    apply_lists,
+    import_records,
+    log_outcome,
+    read_lists,
+    sort_errors,
+)
 from dispatch.web.desk import MAX_FORM_BYTES, Desk, Posted, Signed
 from dispatch.web.held import Held, Holds, folder_of
 
@@ -119,15 +125,11 @@ def routes(desk: Desk) -> list[Route]:
             return upload_page(who, f"无法在服务器上暂存上传的文件（{os_reason(exc)}）；"
                                     "请联系管理员。")
         try:
-            report, records = read_lists([held.path], names=[held.name], dry_run=True)
-            if not report.errors:
-                with transaction(desk.runtime.sessions) as session:
-                    import_records(session, records, dry_run=True, report=report)
-                    session.rollback()
+            report, records = apply_lists(desk.runtime.sessions, [held.path],
+                                          names=[held.name], dry_run=True)
         except BaseException:
             store.drop(held)
             raise
-        sort_errors(report)
         if report.errors:
             return refused(who, store, held, report)
         return preview_page(who, held, report, records)

@@ -16,7 +16,7 @@ does the filtering and the paging (dispatch.readers.query).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -46,8 +46,7 @@ from dispatch.readers.query import (
     page_of_readers,
 )
 from dispatch.web import admin_reader_edit, admin_reader_import
-from dispatch.web.admin_reader_edit import reader_id_of
-from dispatch.web.desk import DOWNLOAD_TYPES, Desk, Signed
+from dispatch.web.desk import DOWNLOAD_TYPES, Desk, Signed, page_number
 
 PAGE_SIZE = 50
 SHOWN = 100  # rows of each list on a reader's page; the count says how many in all
@@ -61,11 +60,6 @@ DONE_WORDS = {
     "deactivated": "已停用：不再给这位读者发送快报。",
     "already": "这位读者本来就不会收到快报。",
 }
-
-
-def now_of(desk: Desk) -> datetime:
-    """The desk's clock as the database stores times (naive UTC)."""
-    return datetime.fromtimestamp(desk.clock(), UTC).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)
@@ -117,20 +111,15 @@ def row_of(listed: Listed, now: datetime) -> dict[str, object]:
     }
 
 
-def _page_number(request: Request) -> int:
-    text = request.query_params.get("page", "1")
-    return int(text) if text.isdigit() and 0 < len(text) < 7 else 1
-
-
 def routes(desk: Desk) -> list[Route]:
     def readers_list(request: Request, who: Signed) -> Response:
         picked = chosen(request)
-        now = now_of(desk)
+        now = desk.now()
         where = condition(picked.filter, now)
         with desk.runtime.sessions() as session:
             total = count_readers(session, where)
             pages = max(1, -(-total // PAGE_SIZE))
-            page = min(_page_number(request), pages)
+            page = min(page_number(request), pages)
             listed = page_of_readers(session, where, offset=(page - 1) * PAGE_SIZE,
                                      limit=PAGE_SIZE)
             group_choices = groups(session)
@@ -153,17 +142,17 @@ def routes(desk: Desk) -> list[Route]:
         picked = chosen(request)
         with desk.runtime.sessions() as session:
             states = [r.state for r in list_readers(session, condition(picked.filter,
-                                                                       now_of(desk)))]
+                                                                       desk.now()))]
         data = csv_bytes(states) if kind == "csv" else xlsx_bytes(states)
-        day = clock.to_local(now_of(desk)).date()
+        day = clock.to_local(desk.now()).date()
         name = f"读者名单{'（筛选）' if not picked.filter.empty else ''}-{day:%Y%m%d}.{kind}"
         return desk.download(data, kind, f"readers-{day:%Y%m%d}.{kind}", name)
 
     def reader_page(request: Request, who: Signed) -> Response:
-        reader_id = reader_id_of(request)
-        now = now_of(desk)
+        reader_id = int(request.path_params["id"])  # past the column's range: 404 by the desk
+        now = desk.now()
         with desk.runtime.sessions() as session:
-            found = list_readers(session, Reader.id == reader_id) if reader_id else []
+            found = list_readers(session, Reader.id == reader_id)
             if not found:
                 return desk.refused(404, "没有这位读者。", who)
             listed = found[0]

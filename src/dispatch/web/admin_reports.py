@@ -33,9 +33,8 @@ from dispatch.report.charts import Chart, Series
 from dispatch.report.issue_sheet import blocks, percent
 from dispatch.report.sheets import Block, Cell, csv_bytes
 from dispatch.report.words import KIND_WORDS
-from dispatch.staff.throttle import as_utc
 from dispatch.statewords import ISSUE_WORDS
-from dispatch.web.desk import Desk, Signed
+from dispatch.web.desk import Desk, Signed, page_number
 
 ISSUES_A_PAGE = 24
 GONE_OUT = ("sending", "sent")
@@ -156,10 +155,9 @@ def routes(desk: Desk) -> list[Route]:
     draw = Draw()
 
     def report_list(request: Request, who: Signed) -> Response:
-        page_text = request.query_params.get("page", "1")
-        page = int(page_text) if page_text.isdigit() and 0 < len(page_text) <= 6 else 1
+        page = page_number(request)
         published = func.coalesce(Issue.publish_at, Issue.fanned_out_at, Issue.created_at)
-        now = as_utc(desk.clock())
+        now = desk.now()
         with runtime.sessions() as session:
             where = Issue.status.in_(GONE_OUT)
             total = session.scalar(select(func.count(Issue.id)).where(where)) or 0
@@ -178,7 +176,7 @@ def routes(desk: Desk) -> list[Route]:
         span = timeline.SPANS.get(request.query_params.get("by", ""), timeline.HOURS)
         with runtime.sessions() as session:
             try:
-                f = figures.issue_figures(session, issue_id, as_utc(desk.clock()))
+                f = figures.issue_figures(session, issue_id, desk.now())
             except Refused:
                 return desk.refused(404, f"期刊 {issue_id} 不存在。", who)
             sent_at = f.first_sent_at or f.publish_at
@@ -204,13 +202,11 @@ def routes(desk: Desk) -> list[Route]:
         issue_id = int(request.path_params["issue_id"])
         with runtime.sessions() as session:
             try:
-                f = figures.issue_figures(session, issue_id, as_utc(desk.clock()))
+                f = figures.issue_figures(session, issue_id, desk.now())
             except Refused:
                 return desk.refused(404, f"期刊 {issue_id} 不存在。", who)
         name = f"report-{issue_id}.csv"
-        headers = {**desk.headers, "Content-Disposition": f'attachment; filename="{name}"'}
-        return Response(csv_bytes(blocks(f)), media_type="text/csv; charset=utf-8",
-                        headers=headers)
+        return desk.download(csv_bytes(blocks(f)), "csv", name, name)
 
     return [
         desk.view("/admin/reports", report_list),

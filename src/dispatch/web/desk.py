@@ -20,6 +20,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import PurePosixPath
 from urllib.parse import parse_qs, quote
 
 from jinja2 import Environment
@@ -32,6 +34,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from dispatch import industries
+from dispatch.clock import as_utc
 from dispatch.db.models import Staff
 from dispatch.runtime import Runtime
 from dispatch.staff import sessions
@@ -66,6 +69,12 @@ def attachment(fallback: str, name: str) -> str:
     """A download's Content-Disposition: `name` (Chinese) as RFC 6266's filename*, and an
     ASCII `fallback` for a client that reads only filename."""
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def page_number(request: Request) -> int:
+    """?page=N of a staff list; 1 for anything that is not a page number."""
+    text = request.query_params.get("page", "1")
+    return int(text) if text.isdigit() and 0 < len(text) < 7 else 1
 
 
 def admin_headers(reader_headers: dict[str, str]) -> dict[str, str]:
@@ -119,6 +128,20 @@ class Posted:
 
 
 Handler = Callable[..., Response]
+UPLOADED_NAME_CHARS = 200
+
+
+def uploaded_name(filename: str, default: str = "上传的文件") -> str:
+    """An uploaded file's name as stored and shown: its last part only (a browser may send
+    a whole Windows path), printable, at most UPLOADED_NAME_CHARS with its extension kept
+    (the extension says the format), never empty."""
+    name = PurePosixPath(filename.replace("\\", "/")).name.strip()
+    name = "".join(ch for ch in name if ch.isprintable())
+    if len(name) > UPLOADED_NAME_CHARS:
+        stem, dot, ext = name.rpartition(".")
+        name = (stem[: UPLOADED_NAME_CHARS - len(ext) - 1] + dot + ext if dot
+                else name[:UPLOADED_NAME_CHARS])
+    return name or default
 
 
 class Guarded(Route):
@@ -161,6 +184,10 @@ class Desk:
         headers = {**self.headers, "Content-Disposition": attachment(fallback, name),
                    "Cache-Control": "no-store"}
         return Response(data, media_type=DOWNLOAD_TYPES[kind], headers=headers)
+
+    def now(self) -> datetime:
+        """The desk's clock as the tables store times (naive UTC)."""
+        return as_utc(self.clock())
 
     def csrf(self, who: Signed | None) -> str:
         return sessions.form_token(self.runtime.signing_key, who.cookie, self.clock()) if who else ""

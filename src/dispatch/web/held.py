@@ -22,7 +22,7 @@ from pathlib import Path
 from dispatch.config import Config
 from dispatch.instance import VAR
 from dispatch.track import signing
-from dispatch.web.desk import Clock
+from dispatch.web.desk import Clock, uploaded_name
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,6 @@ MAX_AGE = 3600  # seconds: long enough to read a preview, short enough not to ke
 FOLDER = "uploads"
 _ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _SUFFIX = re.compile(r"\.[a-z0-9]{1,8}")
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def folder_of(config: Config) -> Path:
@@ -39,17 +38,10 @@ def folder_of(config: Config) -> Path:
     return config.path(VAR) / FOLDER
 
 
-def shown_name(filename: str) -> str:
-    """The browser's file name as staff see it: the last part of a path some browsers
-    send whole, without control characters, at most 200 characters."""
-    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
-    return _UNSAFE.sub("", name).strip()[:200] or "名单"
-
-
 @dataclass(frozen=True)
 class Held:
     id: str
-    name: str  # as uploaded (shown_name): errors name it, its extension is the format
+    name: str  # as uploaded (desk.uploaded_name): errors name it, its extension is the format
     token: str  # signs id, name and the session
     path: Path
 
@@ -64,7 +56,7 @@ class Holds:
         """Keep ``data`` for the session (its cookie) and say how to find it again."""
         self.sweep()
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        name = shown_name(filename)
+        name = uploaded_name(filename, "名单")
         held_id = secrets.token_urlsafe(24)
         path = self._path(held_id, name)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

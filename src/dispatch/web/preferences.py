@@ -16,7 +16,6 @@ Pages are server-rendered (templates/web_preferences.html.j2) and carry no JavaS
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from starlette.routing import Route
 from dispatch import clock
 from dispatch.db.models import Delivery, Reader
 from dispatch.db.session import transaction
-from dispatch.industries import BY_CODE, INDUSTRIES, Industry
+from dispatch.industries import BY_CODE, INDUSTRIES, Industry, by_tier
 from dispatch.masthead import BULLETIN
 from dispatch.readers import CHANNEL_ORDER, CHANNEL_WORDS
 from dispatch.readers.apply import RecordRefused, is_paused, set_status
@@ -208,7 +207,7 @@ class PageView:
 
 def industry_groups() -> list[tuple[str, list[Industry]]]:
     """The industries by tier, in the city's order: 6 + 3 + 3."""
-    return [(tier, list(items)) for tier, items in itertools.groupby(INDUSTRIES, lambda i: i.tier)]
+    return [(tier, list(items)) for tier, items in by_tier()]
 
 
 def available_channels(reader: Reader) -> tuple[str, ...]:
